@@ -1,0 +1,224 @@
+"""How one call runs — authentication, the one token refresh, retries — written once.
+
+Pure: no Airflow import, no I/O. :func:`call` is a generator that *describes*
+the steps of a call and is driven by a transport: it yields :class:`Send`,
+:class:`Sleep` and :class:`GetToken` actions and is sent back what happened.
+The sync hook drives it with ``requests`` and ``time.sleep``; the trigger drives
+it with ``aiohttp`` and ``asyncio.sleep``. Neither holds a copy of the policy.
+
+Retry policy
+------------
+* Retried: no answer at all (connection refused or reset, read timeout) and
+  HTTP 429, 500, 502, 503 and 504; with exponential backoff and full jitter
+  (``uniform(0, min(max_wait, backoff_factor * 2**n))``), or the server's
+  ``Retry-After`` (capped at ``max_wait``); at most ``max_retries`` times and
+  never past ``total_timeout`` seconds.
+* A call that is not idempotent (export, upload, import) is repeated only when
+  the service surely did not act on it: the connection was refused or the
+  answer was 429. After a read timeout or a 5xx it may have acted, so the
+  failure is reported instead of risking a second export or import.
+* ``auth_type="password"``: a 401 drops the cached token, gets a new one and
+  repeats the call once; a second 401 is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from airflow_provider_dataqc.core.api import ApiRequest
+from airflow_provider_dataqc.core.auth import PreparedRequest, prepare
+from airflow_provider_dataqc.core.errors import (
+    CallFailure,
+    decode_json,
+    excerpt,
+    failure_from_answer,
+    request_id_of,
+    service_error,
+)
+from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, RetrySettings
+
+#: Statuses that say "try again later".
+TRANSIENT_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer. ``body`` is empty for a streamed success; ``streamed`` is then
+    what the transport's sink produced (for example a download's size and hash)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+    streamed: Any = None
+    #: The body was longer than the transport reads for a non-streamed answer and was cut.
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class NoAnswer:
+    """The request got no (complete) answer.
+
+    ``maybe_processed`` is False only when the request surely never reached
+    the service (connection refused, name resolution failed).
+    """
+
+    error: str
+    maybe_processed: bool = True
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``request``; reply with an :class:`Answer` or a :class:`NoAnswer`."""
+
+    request: PreparedRequest
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds``; reply with ``None``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GetToken:
+    """Reply with a current IAM token (``str``) or the :class:`CallFailure` of getting one.
+    ``rejected`` is a token the service just refused: drop it and get a new one."""
+
+    rejected: str | None = None
+
+
+Action = Send | Sleep | GetToken
+CallPlan = Generator[Action, Any, Answer | CallFailure]
+
+
+def is_transient(failure: CallFailure) -> bool:
+    """Whether waiting could make ``failure`` go away (no answer, 429 or a 5xx from the gateway)."""
+    return failure.status_code is None or failure.status_code in TRANSIENT_STATUS_CODES
+
+
+def is_retryable(failure: CallFailure, idempotent: bool) -> bool:
+    """Whether the call may be sent again (see the module docstring)."""
+    return is_transient(failure) and (idempotent or failure.not_processed)
+
+
+def retry_wait(
+    failure: CallFailure,
+    *,
+    idempotent: bool,
+    retries_done: int,
+    policy: RetrySettings,
+    remaining: float,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> float | None:
+    """Seconds to wait before the next attempt, or ``None`` to give up."""
+    if retries_done >= policy.max_retries or not is_retryable(failure, idempotent):
+        return None
+    if failure.retry_after is not None:
+        wait = min(failure.retry_after, policy.max_wait)
+    else:
+        wait = rng(0.0, min(policy.max_wait, policy.backoff_factor * (2**retries_done)))
+    return wait if wait <= remaining else None
+
+
+def call(
+    settings: ConnectionSettings,
+    request: ApiRequest,
+    *,
+    log: logging.Logger,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> CallPlan:
+    """The steps of one call: returns the successful :class:`Answer` or the final :class:`CallFailure`."""
+    needs_token = settings.auth_type is AuthType.PASSWORD and not request.iam
+    deadline = clock() + settings.retry.total_timeout
+    retries_done = 0
+    token: str | None = None
+    rejected: str | None = None
+    refreshed = False
+    while True:
+        if needs_token:
+            got = yield GetToken(rejected=rejected)
+            if isinstance(got, CallFailure):
+                return got
+            token, rejected = got, None
+        outcome = yield Send(prepare(settings, request, token=token))
+        if isinstance(outcome, Answer):
+            if 200 <= outcome.status_code < 300:
+                return outcome
+            if outcome.status_code == 401 and needs_token and not refreshed:
+                log.info("DataArts Quality rejected the IAM token (HTTP 401); getting a new one")
+                refreshed, rejected = True, token
+                continue
+            failure = failure_from_answer(request.operation, outcome.status_code, outcome.headers, outcome.body)
+            if outcome.status_code == 401 and refreshed:
+                failure = replace(failure, problem="credentials rejected again after a fresh IAM token")
+        else:
+            failure = CallFailure(
+                operation=request.operation,
+                transport_error=outcome.error,
+                not_processed=not outcome.maybe_processed,
+            )
+        wait = retry_wait(
+            failure,
+            idempotent=request.idempotent,
+            retries_done=retries_done,
+            policy=settings.retry,
+            remaining=deadline - clock(),
+            rng=rng,
+        )
+        if wait is None:
+            return failure
+        retries_done += 1
+        log.warning(
+            "DataArts Quality %s call: attempt %d/%d failed (%s, error_code=%s, X-Request-Id=%s); retrying in %.1fs",
+            request.operation,
+            retries_done,
+            settings.retry.max_retries + 1,
+            f"HTTP {failure.status_code}" if failure.status_code is not None else failure.transport_error,
+            failure.error_code or "none",
+            failure.request_id or "none",
+            wait,
+        )
+        yield Sleep(wait)
+
+
+#: ``error_code`` values that mean success (the docs' example of a processed request).
+SUCCESS_ERROR_CODES = frozenset({"DQC.0000"})
+
+
+def read_json_object(answer: Answer, operation: str) -> dict[str, Any] | CallFailure:
+    """The JSON object of a successful answer, or a failure that names what is wrong
+    with it (empty, cut, not UTF-8, not JSON, not an object, or a 200 carrying an
+    ``error_code``) and quotes a short, sanitised excerpt."""
+
+    def bad(problem: str, **known: Any) -> CallFailure:
+        return CallFailure(
+            operation=operation,
+            status_code=answer.status_code,
+            request_id=request_id_of(answer.headers),
+            problem=problem,
+            body_excerpt=excerpt(answer.body) or None,
+            **known,
+        )
+
+    if answer.truncated:
+        return bad(f"HTTP {answer.status_code} but the body is larger than the client reads; cut")
+    payload, problem = decode_json(answer.body)
+    if problem is not None:
+        return bad(f"HTTP {answer.status_code} but {problem}")
+    if not isinstance(payload, dict):
+        return bad(f"HTTP {answer.status_code} but the JSON body is a {type(payload).__name__}, not an object")
+    error_code, error_msg = service_error(payload)
+    if error_code and error_code not in SUCCESS_ERROR_CODES:
+        return bad(
+            f"HTTP {answer.status_code} but the body carries an error",
+            error_code=error_code,
+            error_msg=error_msg,
+        )
+    return payload

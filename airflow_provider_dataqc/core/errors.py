@@ -1,0 +1,166 @@
+"""What went wrong with a call, described once for every transport.
+
+Pure: no Airflow import, no I/O. Transports turn what they saw (an HTTP answer
+or a network failure) into a :class:`CallFailure`; the hook raises it as
+``DataQCApiError``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+#: How many characters of an unexpected body are quoted in an error.
+EXCERPT_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SPACES = re.compile(r"\s+")
+_TAGS = re.compile(r"<[^>]{0,200}>")
+
+
+def excerpt(body: bytes | str | None, limit: int = EXCERPT_CHARS) -> str:
+    """A short, printable, single-line quote of a body for an error message.
+
+    Undecodable bytes are replaced, control characters dropped, HTML tags and
+    runs of white space collapsed, and the result cut to ``limit`` characters.
+    """
+    if not body:
+        return ""
+    raw = body[: limit * 8]
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    text = _SPACES.sub(" ", _TAGS.sub(" ", _CONTROL.sub("", text))).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup on any mapping."""
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def request_id_of(headers: Mapping[str, str]) -> str | None:
+    """The ``X-Request-Id`` support asks for (some gateways spell it differently)."""
+    return header(headers, "X-Request-Id") or header(headers, "X-Apig-Request-Id")
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """One failed call: an HTTP answer that is not a success, or no answer at all.
+
+    ``status_code`` is ``None`` when no answer came (``transport_error`` names
+    what happened instead). ``problem`` says in words what is wrong when the
+    service gave no ``error_msg`` (for example "the body is not JSON").
+    """
+
+    operation: str
+    status_code: int | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    request_id: str | None = None
+    problem: str | None = None
+    body_excerpt: str | None = None
+    transport_error: str | None = None
+    retry_after: float | None = None
+    #: True when the request surely did not reach the service's logic
+    #: (connection refused, DNS, 429): safe to repeat even a non-idempotent call.
+    not_processed: bool = False
+
+    def message(self) -> str:
+        """One line naming everything that is known, for logs and exceptions."""
+        parts = [f"DataArts Quality {self.operation} call failed"]
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.transport_error:
+            parts.append(self.transport_error)
+        if self.error_code:
+            parts.append(f"error_code={self.error_code}")
+        if self.error_msg:
+            parts.append(f"error_msg={self.error_msg!r}")
+        if self.problem:
+            parts.append(self.problem)
+        if self.body_excerpt:
+            parts.append(f"body: {self.body_excerpt!r}")
+        parts.append(f"X-Request-Id={self.request_id or 'none'}")
+        return ": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for trigger events."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CallFailure:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored."""
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+
+
+def decode_json(body: bytes) -> tuple[Any, str | None]:
+    """Decode a JSON body: ``(value, None)`` or ``(None, what is wrong)``."""
+    if not body or not body.strip():
+        return None, "the body is empty"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "the body is not valid UTF-8"
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError):
+        return None, "the body is not JSON"
+
+
+def service_error(payload: Any) -> tuple[str | None, str | None]:
+    """``(error_code, error_msg)`` from a decoded error body, tolerating the
+    gateway's and IAM's shapes (``{"error": {"code", "message"}}``)."""
+    if not isinstance(payload, Mapping):
+        return None, None
+    code, msg = payload.get("error_code"), payload.get("error_msg")
+    nested = payload.get("error")
+    if isinstance(nested, Mapping):
+        code = code or nested.get("code") or nested.get("error_code")
+        msg = msg or nested.get("message") or nested.get("error_msg")
+    return (str(code) if code not in (None, "") else None, str(msg) if msg not in (None, "") else None)
+
+
+def failure_from_answer(
+    operation: str, status_code: int, headers: Mapping[str, str], body: bytes, *, problem: str | None = None
+) -> CallFailure:
+    """Describe an HTTP answer that cannot be used (an error status, or a bad
+    success body when ``problem`` is given)."""
+    payload, decode_problem = decode_json(body)
+    error_code, error_msg = service_error(payload)
+    quoted = None if (error_code or error_msg) and problem is None else excerpt(body) or None
+    return CallFailure(
+        operation=operation,
+        status_code=status_code,
+        error_code=error_code,
+        error_msg=error_msg,
+        request_id=request_id_of(headers),
+        problem=problem or (None if (error_code or error_msg) else decode_problem),
+        body_excerpt=quoted,
+        retry_after=parse_retry_after(header(headers, "Retry-After")),
+        not_processed=status_code == 429,
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
