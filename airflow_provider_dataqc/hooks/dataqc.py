@@ -1,0 +1,691 @@
+"""DataQCHook: authenticated calls to Huawei Cloud DataArts Studio Data Quality (DQC)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseHook
+
+from airflow_provider_dataqc.core import api
+from airflow_provider_dataqc.core.auth import TOKEN_CACHE, parse_token_answer, token_cache_key
+from airflow_provider_dataqc.core.calls import (
+    Answer,
+    CallPlan,
+    GetToken,
+    NoAnswer,
+    Send,
+    Sleep,
+    call,
+    is_transient,
+    read_json_object,
+)
+from airflow_provider_dataqc.core.errors import CallFailure, header
+from airflow_provider_dataqc.core.settings import (
+    AuthType,
+    ConnectionSettings,
+    InvalidSettingError,
+    resolve_workspace,
+)
+from airflow_provider_dataqc.core.status import ResourceStatus, StatusPayloadError
+from airflow_provider_dataqc.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+__all__ = [
+    "DataQCApiError",
+    "DataQCHook",
+    "DownloadResult",
+    "ResourceStatus",
+    "UploadResult",
+]
+
+#: Non-streamed answers larger than this are cut and reported, never loaded whole.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+#: A resource ID that cannot exist, asked for by :meth:`DataQCHook.test_connection`.
+CONNECTION_TEST_RESOURCE_ID = "airflow-provider-dataqc-connection-test"
+
+
+class DataQCApiError(AirflowException):
+    """A DataArts Quality call failed, or answered something that cannot be used.
+
+    :ivar status_code: HTTP status, or ``None`` when no answer came.
+    :ivar error_code: the service's ``error_code`` (``DQC.*``, ``APIGW.*``), if any.
+    :ivar error_msg: the service's ``error_msg``, if any.
+    :ivar request_id: the answer's ``X-Request-Id`` (support asks for it).
+    :ivar transient: whether waiting could make it go away (no answer, 429, 5xx).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: str | None = None,
+        error_msg: str | None = None,
+        request_id: str | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.request_id = request_id
+        self.transient = transient
+
+    @classmethod
+    def from_failure(cls, failure: CallFailure) -> DataQCApiError:
+        return cls(
+            failure.message(),
+            status_code=failure.status_code,
+            error_code=failure.error_code,
+            error_msg=failure.error_msg,
+            request_id=failure.request_id,
+            transient=is_transient(failure),
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_api_error, (str(self), self.__dict__))
+
+
+def _rebuild_api_error(message: str, state: dict[str, Any]) -> DataQCApiError:
+    error = DataQCApiError(message)
+    error.__dict__.update(state)
+    return error
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What the upload call answered: the new ``resource_id`` and what may need mapping on import."""
+
+    resource_id: str
+    topics: list[Any] = field(default_factory=list)
+    matched_topics: list[Any] = field(default_factory=list)
+    directories: list[Any] = field(default_factory=list)
+    queues: list[Any] = field(default_factory=list)
+    connections: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resource_id": self.resource_id,
+            "topics": self.topics,
+            "matched_topics": self.matched_topics,
+            "directories": self.directories,
+            "queues": self.queues,
+            "connections": self.connections,
+        }
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A completed download: where it is, its size and SHA-256, and the server's file name."""
+
+    destination: str
+    size: int
+    sha256: str
+    file_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "size": self.size,
+            "sha256": self.sha256,
+            "file_name": self.file_name,
+        }
+
+
+def error_for(failure: CallFailure) -> DataQCApiError:
+    """The exception raised for a failed call."""
+    return DataQCApiError.from_failure(failure)
+
+
+class DataQCHook(BaseHook):
+    """Calls Huawei Cloud DataArts Studio Data Quality with a ``dataqc`` connection.
+
+    Nothing is looked up or sent when the hook is built: the connection is read
+    on the first call, so operators can build hooks at DAG parse time for free.
+
+    :param dataqc_conn_id: the ``dataqc`` connection to use.
+    :param workspace: DataArts Studio workspace ID for every call of this hook;
+        default: the connection's extra ``workspace``.
+    :param project_id: overrides the connection's extra ``project_id``.
+    """
+
+    conn_name_attr = "dataqc_conn_id"
+    default_conn_name = "dataqc_default"
+    conn_type = "dataqc"
+    hook_name = "Huawei Cloud DataArts Quality"
+
+    def __init__(
+        self,
+        dataqc_conn_id: str = default_conn_name,
+        *,
+        workspace: str | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.dataqc_conn_id = dataqc_conn_id
+        self.workspace = workspace
+        self.project_id = project_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dataqc_conn_id={self.dataqc_conn_id!r}, workspace={self.workspace!r})"
+
+    # ----------------------------------------------------------------- connection form
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Field labels for Airflow 2 (Airflow 3 reads them from the provider info)."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields for Airflow 2's form (Airflow 3 reads ``conn-fields`` from the provider info)."""
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import PasswordField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            secret = spec["schema"].get("format") == "password"
+            field_class, widget = (
+                (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
+            )
+            widgets[name] = field_class(
+                lazy_gettext(spec["label"]), widget=widget(), description=spec.get("description")
+            )
+        return widgets
+
+    # ----------------------------------------------------------------- settings and transport
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        """The validated connection (read once per hook; secrets registered with the log masker).
+
+        :raises DataQCApiError: when a connection field is wrong (the message says which and why).
+        """
+        conn = self.get_connection(self.dataqc_conn_id)
+        return settings_from_connection(conn, conn.extra_dejson, project_id=self.project_id)
+
+    def get_conn(self) -> Any:
+        """The ``requests.Session`` used for calls (kept open and reused by this hook)."""
+        return self._transport.session
+
+    @cached_property
+    def _transport(self) -> _RequestsTransport:
+        settings = self.settings
+        if settings.verify is False:
+            self.log.warning(
+                "TLS certificate verification is OFF for connection %r (extra verify=false): "
+                "answers from %s cannot be trusted",
+                self.dataqc_conn_id,
+                settings.endpoint,
+            )
+        return _RequestsTransport(settings.verify)
+
+    def _workspace(self, workspace: str | None) -> str:
+        try:
+            return resolve_workspace(self.settings, workspace, self.workspace)
+        except InvalidSettingError as err:
+            raise DataQCApiError(str(err)) from None
+
+    def _run(self, plan: CallPlan, sink: _DownloadSink | None = None) -> Answer:
+        """Drive a call plan with ``requests``: the one place where the sync hook does I/O."""
+        import time
+
+        reply: Any = None
+        try:
+            while True:
+                action = plan.send(reply)
+                if isinstance(action, Send):
+                    reply = self._transport.send(action.request, sink)
+                elif isinstance(action, Sleep):
+                    time.sleep(action.seconds)
+                    reply = None
+                elif isinstance(action, GetToken):
+                    reply = self._token(action.rejected)
+                else:  # pragma: no cover - the plan yields nothing else
+                    raise TypeError(f"unknown action {action!r}")
+        except StopIteration as done:
+            outcome = done.value
+        if isinstance(outcome, CallFailure):
+            raise error_for(outcome)
+        return outcome
+
+    def _request(self, request: api.ApiRequest, sink: _DownloadSink | None = None) -> Answer:
+        return self._run(call(self.settings, request, log=self.log), sink)
+
+    def _token(self, rejected: str | None) -> str | CallFailure:
+        """A current IAM token for ``auth_type="password"``: cached per process, one fetch at a time."""
+        settings = self.settings
+        key = token_cache_key(settings)
+        if rejected:
+            TOKEN_CACHE.discard(key, rejected)
+        cached = TOKEN_CACHE.get(key)
+        if cached is not None:
+            return cached.value
+        with TOKEN_CACHE.fetch_lock(key):
+            cached = TOKEN_CACHE.get(key)
+            if cached is not None:
+                return cached.value
+            request = iam_request(settings)
+            plan = call(settings, request, log=self.log)
+            try:
+                answer = self._run(plan)
+            except DataQCApiError as err:
+                return CallFailure(
+                    operation="IAM token",
+                    status_code=err.status_code,
+                    error_code=err.error_code,
+                    error_msg=err.error_msg,
+                    request_id=err.request_id,
+                    problem="could not get an IAM token for the connection's user",
+                )
+            token = parse_token_answer(answer.status_code, answer.headers, answer.body)
+            if isinstance(token, CallFailure):
+                return token
+            mask_secret_value(token.value)
+            TOKEN_CACHE.put(key, token)
+            self.log.info("Got a new IAM token for user %r, valid until %s", settings.login, token.expires_at)
+            return token.value
+
+    # ----------------------------------------------------------------- calls
+
+    def get_resource_status(self, resource_id: str, *, workspace: str | None = None) -> ResourceStatus:
+        """The status of an import/export task.
+
+        :param resource_id: the ``resource_id`` an export or upload answered.
+        :param workspace: overrides the hook's and the connection's workspace.
+        :raises DataQCApiError: on an error answer, no answer, or an answer that
+            is not a status record (the message quotes a short excerpt).
+        """
+        request = self._build(api.status_request, self._workspace(workspace), resource_id)
+        answer = self._request(request)
+        return status_from_answer(answer, "status")
+
+    def export_resources(
+        self,
+        resource_type: str,
+        *,
+        resources: Iterable[int | str] | None = None,
+        select_all: bool = False,
+        export_mode: str | None = None,
+        obs_service_type: str | None = None,
+        workspace: str | None = None,
+    ) -> str:
+        """Start an export and return its ``resource_id`` (poll it with :meth:`get_resource_status`).
+
+        :param resource_type: ``rule-template``, ``quality-task``, ``consistency-task`` or ``report``.
+        :param resources: IDs to export (or ``select_all=True``).
+        :param export_mode: ``None`` (local file) or ``"obs"`` (reports only).
+        :param obs_service_type: ``technology`` or ``business`` (reports only).
+        :raises DataQCApiError: on bad arguments (before any request) or a failed call.
+            An export is never repeated after the service may have acted on it.
+        """
+        request = self._build(
+            api.export_request,
+            self._workspace(workspace),
+            resource_type,
+            resources=resources,
+            select_all=select_all,
+            export_mode=export_mode,
+            obs_service_type=obs_service_type,
+        )
+        payload = json_from_answer(self._request(request), "export")
+        return resource_id_from(payload, "export")
+
+    def upload_resource_file(
+        self, resource_type: str, source: str | os.PathLike[str] | BinaryIO, *, workspace: str | None = None
+    ) -> UploadResult:
+        """Upload an exported file (multipart) ahead of :meth:`import_resources`.
+
+        :param source: a local path or a binary file object.
+        :raises DataQCApiError: when the file is missing (before any request) or the call fails.
+        """
+        workspace_id = self._workspace(workspace)
+        body, content_type = encode_upload(resource_type, source)
+        request = self._build(api.upload_request, workspace_id, resource_type, body=body, content_type=content_type)
+        if self.settings.auth_type is AuthType.AKSK and len(body) > 12 * 1024 * 1024:
+            raise DataQCApiError(
+                f"the upload is {len(body)} bytes; AK/SK requests are limited to 12 MB: use token or password auth"
+            )
+        payload = json_from_answer(self._request(request), "upload")
+        return upload_result_from(payload)
+
+    def import_resources(
+        self,
+        resource_id: str,
+        resource_type: str,
+        *,
+        strategy: str = "SKIP",
+        directories: api.MappingInput = None,
+        topics: api.MappingInput = None,
+        connections: api.MappingInput = None,
+        queues: api.MappingInput = None,
+        workspace: str | None = None,
+    ) -> None:
+        """Import an uploaded file. Poll the upload's ``resource_id`` to follow the import.
+
+        :param strategy: ``SKIP``, ``OVERRIDE`` or ``TERMINATION`` (on duplicate names).
+        :param directories: mappings as ``{old: new}`` or a list of
+            ``{"old_value", "new_value", "mapping_value"}`` (likewise topics, connections, queues).
+        :raises DataQCApiError: on bad arguments (before any request) or a failed call.
+        """
+        request = self._build(
+            api.import_request,
+            self._workspace(workspace),
+            resource_id,
+            resource_type,
+            strategy=strategy,
+            directories=directories,
+            topics=topics,
+            connections=connections,
+            queues=queues,
+        )
+        self._request(request)
+
+    def download_resource_file(
+        self,
+        resource_id: str,
+        destination: str | os.PathLike[str],
+        *,
+        obs_type: str | None = None,
+        workspace: str | None = None,
+    ) -> DownloadResult:
+        """Download an exported file to a local path, streaming it in chunks.
+
+        The file is written under a temporary name beside ``destination`` and
+        moved into place only when complete; an interrupted download leaves
+        nothing at ``destination``.
+
+        :param obs_type: ``technology`` or ``business``; required for reports.
+        :raises DataQCApiError: on a failed call or an incomplete body.
+        """
+        request = self._build(api.download_request, self._workspace(workspace), resource_id, obs_type=obs_type)
+        target = Path(destination)
+        if target.is_dir():
+            raise DataQCApiError(f"download destination {str(target)!r} is a directory: name the file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sink = _DownloadSink(target)
+        answer = self._request(request, sink)
+        written: _Written = answer.streamed
+        os.replace(written.temp_path, target)
+        return DownloadResult(str(target), written.size, written.sha256, file_name_of(answer.headers))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one authenticated status call for a resource that cannot exist.
+
+        A DQC "not found" answer proves the endpoint, project and credentials
+        work; 401/403 proves the credentials do not.
+        """
+        try:
+            self.get_resource_status(CONNECTION_TEST_RESOURCE_ID)
+        except DataQCApiError as err:
+            if err.status_code in (401, 403):
+                return False, f"Credentials rejected: {err}"
+            if err.status_code in (400, 404) and err.error_code and not err.error_code.startswith("APIGW"):
+                return True, f"Connection works: DataArts Quality answered {err.error_code} ({err.error_msg})"
+            return False, str(err)
+        except Exception as err:
+            return False, f"{type(err).__name__}: {err}"
+        return True, "Connection works"
+
+    def _build(self, builder: Callable[..., api.ApiRequest], *args: Any, **kwargs: Any) -> api.ApiRequest:
+        try:
+            return builder(self.settings.project_id, *args, **kwargs)
+        except InvalidSettingError as err:
+            raise DataQCApiError(str(err)) from None
+
+
+# --------------------------------------------------------------------- shared with the trigger
+
+
+def settings_from_connection(
+    conn: Any, extra: Mapping[str, Any], *, project_id: str | None = None
+) -> ConnectionSettings:
+    """Validate an Airflow connection and register its secrets with the log masker.
+
+    :raises DataQCApiError: naming the field that is wrong.
+    """
+    for secret in (conn.password, extra.get("security_token")):
+        if secret:
+            mask_secret_value(str(secret))
+    try:
+        return ConnectionSettings.from_connection(
+            host=conn.host,
+            login=conn.login,
+            password=conn.password,
+            port=conn.port,
+            schema=conn.schema,
+            extra=extra,
+            conn_id=conn.conn_id,
+            project_id=project_id,
+        )
+    except InvalidSettingError as err:
+        raise DataQCApiError(f"connection {conn.conn_id!r} is not usable: {err}") from None
+
+
+def mask_secret_value(value: str) -> None:
+    """Register a secret with Airflow's masker so it never reaches a log."""
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    mask_secret(value)
+
+
+def iam_request(settings: ConnectionSettings) -> api.ApiRequest:
+    return api.iam_token_request(
+        user=settings.login or "",
+        password=settings.secret or "",
+        domain=settings.domain_name or "",
+        project_id=settings.project_id,
+    )
+
+
+def json_from_answer(answer: Answer, operation: str) -> dict[str, Any]:
+    result = read_json_object(answer, operation)
+    if isinstance(result, CallFailure):
+        raise error_for(result)
+    return result
+
+
+def status_from_answer(answer: Answer, operation: str) -> ResourceStatus:
+    """Turn a 200 status answer into a :class:`ResourceStatus` or a :class:`DataQCApiError`."""
+    payload = json_from_answer(answer, operation)
+    try:
+        return ResourceStatus.from_api(payload, request_id=header(answer.headers, "X-Request-Id"))
+    except StatusPayloadError as err:
+        raise error_for(
+            CallFailure(
+                operation=operation,
+                status_code=answer.status_code,
+                request_id=header(answer.headers, "X-Request-Id"),
+                problem=f"the answer is not a status record: {err}",
+            )
+        ) from None
+
+
+def resource_id_from(payload: Mapping[str, Any], operation: str) -> str:
+    value = payload.get("resource_id")
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+        return str(value)
+    raise DataQCApiError(f"DataArts Quality {operation} answered without a resource_id: {str(payload)[:200]!r}")
+
+
+def upload_result_from(payload: Mapping[str, Any]) -> UploadResult:
+    def listed(name: str) -> list[Any]:
+        value = payload.get(name)
+        return list(value) if isinstance(value, list) else []
+
+    return UploadResult(
+        resource_id=resource_id_from(payload, "upload"),
+        topics=listed("topics"),
+        matched_topics=listed("matched_topics"),
+        directories=listed("directories"),
+        queues=listed("queues"),
+        connections=listed("connections"),
+    )
+
+
+def file_name_of(headers: Mapping[str, str]) -> str | None:
+    """The file name from ``Content-Disposition`` (``filename*=`` or ``filename=``)."""
+    from email.message import Message
+
+    disposition = header(headers, "Content-Disposition")
+    if not disposition:
+        return None
+    message = Message()
+    message["content-disposition"] = disposition
+    name = message.get_filename()
+    return os.path.basename(name) if name else None
+
+
+def encode_upload(resource_type: str, source: str | os.PathLike[str] | BinaryIO) -> tuple[bytes, str]:
+    """The multipart body (fields ``type`` and ``file``) and its content type.
+
+    :raises DataQCApiError: when ``source`` is a path that does not exist (no request is made).
+    """
+    import uuid
+
+    try:
+        kind = api.choose(api.ImportType, resource_type, "resource_type").value
+    except InvalidSettingError as err:
+        raise DataQCApiError(str(err)) from None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise DataQCApiError(f"upload source {str(path)!r} does not exist or is not a file")
+        name, content = path.name, path.read_bytes()
+    else:
+        name = os.path.basename(str(getattr(source, "name", "") or "")) or "resources.zip"
+        content = source.read()
+    boundary = uuid.uuid4().hex
+    safe_name = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{kind}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n",
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+# --------------------------------------------------------------------- the requests transport
+
+
+@dataclass(frozen=True)
+class _Written:
+    temp_path: str
+    size: int
+    sha256: str
+
+
+class _DownloadSink:
+    """Writes a streamed body to a temporary file beside the destination."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+
+    def write(self, chunks: Iterator[bytes]) -> _Written:
+        digest = hashlib.sha256()
+        size = 0
+        fd, temp_path = tempfile.mkstemp(
+            prefix=f".{self.destination.name}.", suffix=".part", dir=self.destination.parent
+        )
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except BaseException:
+            Path(temp_path).unlink(missing_ok=True)
+            raise
+        return _Written(temp_path, size, digest.hexdigest())
+
+
+class _RequestsTransport:
+    """Sends prepared requests with one ``requests.Session`` (connections kept alive)."""
+
+    def __init__(self, verify: bool | str) -> None:
+        import requests
+
+        self.session = requests.Session()
+        self.session.verify = verify
+        self.session.trust_env = False
+
+    def send(self, prepared: Any, sink: _DownloadSink | None = None) -> Answer | NoAnswer:
+        import requests
+
+        try:
+            response = self.session.request(
+                prepared.method,
+                prepared.url,
+                headers=dict(prepared.headers),
+                data=prepared.body,
+                timeout=(prepared.connect_timeout, prepared.read_timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.exceptions.ConnectTimeout:
+            return NoAnswer(f"connect timeout after {prepared.connect_timeout:g}s", maybe_processed=False)
+        except requests.exceptions.ReadTimeout:
+            return NoAnswer(f"read timeout after {prepared.read_timeout:g}s")
+        except requests.exceptions.SSLError as err:
+            return NoAnswer(f"TLS error: {_short(err)}", maybe_processed=False)
+        except requests.exceptions.ConnectionError as err:
+            return NoAnswer(f"connection error: {_short(err)}", maybe_processed=_maybe_processed(err))
+        except requests.exceptions.RequestException as err:
+            return NoAnswer(f"request error: {_short(err)}")
+        with response:
+            headers = dict(response.headers)
+            try:
+                if sink is not None and prepared.stream and 200 <= response.status_code < 300:
+                    written = sink.write(response.iter_content(DOWNLOAD_CHUNK_BYTES))
+                    expected = header(headers, "Content-Length")
+                    if expected is not None and expected.isdigit() and int(expected) != written.size:
+                        Path(written.temp_path).unlink(missing_ok=True)
+                        return NoAnswer(f"the download stopped after {written.size} of {expected} bytes")
+                    return Answer(response.status_code, headers, b"", streamed=written)
+                body, truncated = _read_capped(response.iter_content(64 * 1024), MAX_ANSWER_BYTES)
+            except (requests.exceptions.RequestException, OSError) as err:
+                if isinstance(err, OSError) and not isinstance(err, ConnectionError):
+                    raise DataQCApiError(f"could not write the download: {err}") from None
+                return NoAnswer(f"the answer was cut short: {_short(err)}")
+            return Answer(response.status_code, headers, body, truncated=truncated)
+
+
+def _read_capped(chunks: Iterable[bytes], limit: int) -> tuple[bytes, bool]:
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(parts)[:limit], True
+    return b"".join(parts), False
+
+
+def _maybe_processed(err: BaseException) -> bool:
+    """A refused or unresolvable connection never reached the service."""
+    text = repr(err)
+    return not any(
+        marker in text
+        for marker in ("NewConnectionError", "Connection refused", "NameResolutionError", "Failed to resolve")
+    )
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    text = str(err) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,42 @@
+"""Wait for a DataArts Quality export to finish, on a worker (poke) and on the triggerer (deferrable).
+
+Trigger it with the export task's ID, e.g.
+``airflow dags trigger example_dataqc_sensor --conf '{"resource_id": "1234567890"}'``.
+The default ``success-2`` is a task the bundled emulator knows (two polls, then SUCCESS).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.common.compat.sdk import DAG, Param
+
+from airflow_provider_dataqc.sensors.dataqc import DataQCResourceStatusSensor
+
+with DAG(
+    dag_id="example_dataqc_sensor",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    params={"resource_id": Param("success-2", type="string", description="resource_id of the export")},
+    tags=["example", "dataqc"],
+) as dag:
+    # Holds a worker slot while it waits: fine for short exports.
+    wait_on_worker = DataQCResourceStatusSensor(
+        task_id="wait_for_export",
+        resource_id="{{ params.resource_id }}",
+        poke_interval=1,
+        timeout=300,
+    )
+
+    # Hands the wait to the triggerer: no worker slot, even for hours-long exports.
+    wait_on_triggerer = DataQCResourceStatusSensor(
+        task_id="wait_for_export_file_deferrable",
+        resource_id="{{ params.resource_id }}",
+        wait_for_file=True,
+        deferrable=True,
+        poke_interval=1,
+        timeout=300,
+    )
+
+    wait_on_worker >> wait_on_triggerer
