@@ -7,7 +7,7 @@ The default ``success-2`` is a task the bundled emulator knows (two polls, then 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.providers.common.compat.sdk import DAG, Param
 
@@ -19,6 +19,9 @@ with DAG(
     start_date=datetime(2024, 1, 1),
     catchup=False,
     params={"resource_id": Param("success-2", type="string", description="resource_id of the export")},
+    # FAILED or TIMEOUT exports fail the sensor at once: these retries are for
+    # other failures (a worker lost, the service unreachable for too long).
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
     tags=["example", "dataqc"],
 ) as dag:
     # Holds a worker slot while it waits: fine for short exports.

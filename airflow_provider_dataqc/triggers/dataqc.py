@@ -234,8 +234,8 @@ class _Event:
     message: str
     extra: dict[str, Any]
 
-    def as_trigger_event(self) -> TriggerEvent:
-        return TriggerEvent({"status": self.status, "message": self.message, **self.extra})
+    def as_trigger_event(self, resource_id: str) -> TriggerEvent:
+        return TriggerEvent({"status": self.status, "message": self.message, "resource_id": resource_id, **self.extra})
 
 
 class DataQCResourceStatusTrigger(BaseTrigger):
@@ -297,7 +297,7 @@ class DataQCResourceStatusTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
-        yield event.as_trigger_event()
+        yield event.as_trigger_event(self.resource_id)
 
     async def _wait(self) -> _Event:
         try:
@@ -315,8 +315,8 @@ class DataQCResourceStatusTrigger(BaseTrigger):
             if self.end_time is not None and time.time() >= self.end_time:
                 return _Event(
                     EVENT_TIMEOUT,
-                    f"Stopped waiting for DataArts Quality task {self.resource_id!r}: the sensor's timeout passed",
-                    {"resource_id": self.resource_id},
+                    f"Stopped waiting for DataArts Quality task {self.resource_id!r}: the timeout passed",
+                    {},
                 )
             try:
                 status = await client.get_resource_status(self.resource_id)

@@ -1,0 +1,67 @@
+"""Promote DataArts Quality jobs from a dev workspace to prod: export, wait, keep the file, import, wait.
+
+The file lands in object storage (any ``ObjectStoragePath`` URL: ``s3://`` for OBS
+through its S3-compatible endpoint, ``file://`` here), so it outlives the worker and
+is kept as the release artefact.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from airflow.providers.common.compat.sdk import DAG, Param
+
+from airflow_provider_dataqc.operators.dataqc import (
+    DataQCDownloadOperator,
+    DataQCExportOperator,
+    DataQCImportOperator,
+)
+from airflow_provider_dataqc.sensors.dataqc import DataQCResourceStatusSensor
+
+ARCHIVE = os.environ.get("DATAQC_DEMO_DIR", "/tmp/dataqc-exports")
+
+with DAG(
+    dag_id="example_dataqc_promote",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    params={
+        "quality_jobs": Param([101, 102, 103], type="array", description="IDs of the quality jobs to promote"),
+        "archive": Param(f"file://{ARCHIVE}", type="string", description="where exported files are kept"),
+    },
+    tags=["example", "dataqc"],
+) as dag:
+    export = DataQCExportOperator(
+        task_id="export_from_dev",
+        resource_type="quality-task",
+        resources="{{ params.quality_jobs }}",
+        workspace="ws-dev",
+    )
+    wait_for_export = DataQCResourceStatusSensor(
+        task_id="wait_for_export",
+        resource_id=export.output,
+        workspace="ws-dev",
+        wait_for_file=True,
+        deferrable=True,
+        poke_interval=1,
+        timeout=600,
+    )
+    download = DataQCDownloadOperator(
+        task_id="keep_export_file",
+        resource_id=export.output,
+        workspace="ws-dev",
+        destination="{{ params.archive }}/quality-jobs-{{ ts_nodash }}.zip",
+    )
+    import_into_prod = DataQCImportOperator(
+        task_id="import_into_prod",
+        source="{{ ti.xcom_pull(task_ids='keep_export_file')['destination'] }}",
+        resource_type="quality-task",
+        strategy="OVERRIDE",
+        workspace="ws-prod",
+        deferrable=True,
+        poll_interval=1,
+        wait_timeout=600,
+    )
+
+    export >> wait_for_export >> download >> import_into_prod
