@@ -35,7 +35,7 @@ with DAG(
     export = DataQCExportOperator(
         task_id="export_from_dev",
         resource_type="quality-task",
-        resources="{{ params.quality_jobs }}",
+        resource_ids="{{ params.quality_jobs }}",
         workspace="ws-dev",
     )
     wait_for_export = DataQCResourceStatusSensor(

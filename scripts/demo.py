@@ -112,8 +112,11 @@ def main() -> int:
             results.append((run, ok, time.monotonic() - started))
             verdict = "OK  " if ok else "FAIL"
             expected = "succeeded" if run.expect_success else "failed as expected"
-            print(f"{verdict} {run.dag_id} {json.dumps(run.conf)}: {expected if ok else 'see ' + str(log_file)}"
-                  f" ({time.monotonic() - started:.1f}s) - {run.what}", flush=True)
+            print(
+                f"{verdict} {run.dag_id} {json.dumps(run.conf)}: {expected if ok else 'see ' + str(log_file)}"
+                f" ({time.monotonic() - started:.1f}s) - {run.what}",
+                flush=True,
+            )
             if not ok:
                 print(output[-4000:])
     finally:

@@ -209,6 +209,6 @@ def task_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[TaskLogs]:
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
     yield handler
-    for logger, level in zip(loggers, levels):
+    for logger, level in zip(loggers, levels, strict=False):
         logger.removeHandler(handler)
         logger.setLevel(level)

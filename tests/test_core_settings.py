@@ -134,8 +134,16 @@ def test_opaque_ids_stay_one_path_segment(resource_id: str) -> None:
 
 @pytest.mark.parametrize(
     ("resource_id", "message"),
-    [("", "required"), ("   ", "required"), (None, "required"), (".", "path steps"), ("..", "path steps"),
-     ("a\x00b", "control"), ("a\nb", "control"), ("x" * 10_000, "10000 characters")],
+    [
+        ("", "required"),
+        ("   ", "required"),
+        (None, "required"),
+        (".", "path steps"),
+        ("..", "path steps"),
+        ("a\x00b", "control"),
+        ("a\nb", "control"),
+        ("x" * 10_000, "10000 characters"),
+    ],
 )
 def test_bad_resource_ids_are_refused(resource_id: Any, message: str) -> None:
     with pytest.raises(InvalidSettingError, match=message):
@@ -151,15 +159,22 @@ def test_export_validation_lists_allowed_values() -> None:
         api.export_request(PROJECT, "ws", "quality-task", resources=["abc"])
     with pytest.raises(InvalidSettingError, match="report"):
         api.export_request(PROJECT, "ws", "quality-task", resources=[1], export_mode="obs")
-    request = api.export_request(PROJECT, "ws", "REPORT", select_all=True, export_mode="obs", obs_service_type="business")
+    request = api.export_request(
+        PROJECT, "ws", "REPORT", select_all=True, export_mode="obs", obs_service_type="business"
+    )
     assert request.method == "POST" and not request.idempotent
     assert b'"type":"report"' in (request.body or b"") and b'"obs_service_type":"business"' in (request.body or b"")
 
 
 def test_import_mappings_in_both_forms() -> None:
     request = api.import_request(
-        PROJECT, "ws", "r-1", "quality-task", strategy="override",
-        directories={"/dev": "/prod"}, topics=[{"old_value": "a", "new_value": "b"}],
+        PROJECT,
+        "ws",
+        "r-1",
+        "quality-task",
+        strategy="override",
+        directories={"/dev": "/prod"},
+        topics=[{"old_value": "a", "new_value": "b"}],
     )
     body = request.body or b""
     assert b'"strategy":"OVERRIDE"' in body

@@ -123,8 +123,13 @@ def test_failures_name_error_msg_and_request_id(state: str) -> None:
 
 @pytest.mark.parametrize(
     ("file_status", "outcome"),
-    [("GENERATED", Outcome.SUCCESS), ("PREPARING", Outcome.WAIT), (None, Outcome.WAIT),
-     ("FAILED", Outcome.FAILED), ("DELETED", Outcome.FAILED)],
+    [
+        ("GENERATED", Outcome.SUCCESS),
+        ("PREPARING", Outcome.WAIT),
+        (None, Outcome.WAIT),
+        ("FAILED", Outcome.FAILED),
+        ("DELETED", Outcome.FAILED),
+    ],
 )
 def test_wait_for_file(file_status: str | None, outcome: Outcome) -> None:
     status = ResourceStatus.from_api({"status": "SUCCESS", "file_status": file_status})

@@ -4,7 +4,6 @@ bad answers, error bodies, retries and what is never repeated."""
 from __future__ import annotations
 
 import json
-import logging
 import socket
 from typing import Any
 
@@ -69,11 +68,17 @@ def test_workspace_argument_overrides_the_connection(hook: DataQCHook, httpserve
         ({"status": 2}, 200, ["not a non-empty string"]),
         ({"status": None, "resource_id": None}, 200, ["no 'status'"]),
         ({"error_code": "DQC.1002", "error_msg": "internal"}, 200, ["error_code=DQC.1002", "carries an error"]),
-        ({"error_code": "DQC.0404", "error_msg": "The resource does not exist"}, 404,
-         ["HTTP 404", "DQC.0404", "The resource does not exist"]),
+        (
+            {"error_code": "DQC.0404", "error_msg": "The resource does not exist"},
+            404,
+            ["HTTP 404", "DQC.0404", "The resource does not exist"],
+        ),
         ({"error_code": "APIGW.0101", "error_msg": "The API does not exist"}, 404, ["APIGW.0101"]),
-        ({"error": {"code": "APIGW.0301", "message": "Incorrect IAM authentication information"}}, 401,
-         ["HTTP 401", "APIGW.0301", "Incorrect IAM"]),
+        (
+            {"error": {"code": "APIGW.0301", "message": "Incorrect IAM authentication information"}},
+            401,
+            ["HTTP 401", "APIGW.0301", "Incorrect IAM"],
+        ),
         ("<html>Forbidden</html>", 403, ["HTTP 403", "not JSON", "Forbidden"]),
     ],
 )
@@ -84,7 +89,7 @@ def test_bad_answers_become_clear_errors(
     with pytest.raises(DataQCApiError) as caught:
         hook.get_resource_status("r-1")
     message = str(caught.value)
-    for fragment in fragments + ["req-abc"]:
+    for fragment in [*fragments, "req-abc"]:
         assert fragment in message
     assert caught.value.request_id == "req-abc"
     assert caught.value.status_code == status
@@ -140,7 +145,13 @@ def test_an_export_is_not_repeated_after_a_5xx(hook: DataQCHook, httpserver: HTT
 
 
 def test_an_export_is_repeated_after_a_429(hook: DataQCHook, httpserver: HTTPServer) -> None:
-    answer(httpserver, {"error_code": "APIGW.0308", "error_msg": "throttled"}, 429, path=EXPORT_PATH, **{"Retry-After": "0"})
+    answer(
+        httpserver,
+        {"error_code": "APIGW.0308", "error_msg": "throttled"},
+        429,
+        path=EXPORT_PATH,
+        **{"Retry-After": "0"},
+    )
     answer(httpserver, {"resource_id": "exp-2"}, 200, path=EXPORT_PATH)
     assert hook.export_resources("quality-task", resources=[1]) == "exp-2"
     assert len(httpserver.log) == 2
@@ -150,8 +161,12 @@ def test_connection_refused_is_retried_and_reported(monkeypatch: pytest.MonkeyPa
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    conn = {"conn_type": "dataqc", "host": f"http://127.0.0.1:{port}", "password": "t",
-            "extra": {"project_id": PROJECT, "workspace": "w", "max_retries": 1, "backoff_factor": 0.001}}
+    conn = {
+        "conn_type": "dataqc",
+        "host": f"http://127.0.0.1:{port}",
+        "password": "t",
+        "extra": {"project_id": PROJECT, "workspace": "w", "max_retries": 1, "backoff_factor": 0.001},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", json.dumps(conn))
     with pytest.raises(DataQCApiError, match="connection error") as caught:
         DataQCHook().get_resource_status("r-1")
@@ -200,6 +215,10 @@ def test_error_survives_pickling() -> None:
     error = DataQCApiError("boom", status_code=500, error_code="DQC.1", error_msg="m", request_id="r", transient=True)
     clone = pickle.loads(pickle.dumps(error))
     assert (clone.status_code, clone.error_code, clone.error_msg, clone.request_id, clone.transient) == (
-        500, "DQC.1", "m", "r", True,
+        500,
+        "DQC.1",
+        "m",
+        "r",
+        True,
     )
     assert str(clone) == "boom"

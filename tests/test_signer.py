@@ -172,23 +172,17 @@ paths = st.builds(
 queries = st.lists(
     st.tuples(
         st.one_of(st.sampled_from(_QUERY_KEYS), st.text(min_size=1, max_size=6)),
-        st.one_of(
-            st.just(""), st.sampled_from(["1", "1", "x", "\u4e2d", "a b", "+", "~"]), st.text(max_size=8)
-        ),
+        st.one_of(st.just(""), st.sampled_from(["1", "1", "x", "\u4e2d", "a b", "+", "~"]), st.text(max_size=8)),
     ),
     max_size=6,
 )
 hosts = st.one_of(
     st.sampled_from([HOST, "127.0.0.1", "localhost", "[::1]:9000", "example.com:443"]),
-    st.builds(
-        lambda h, p: f"{h}:{p}", st.sampled_from([HOST, "127.0.0.1", "localhost"]), st.integers(1, 65535)
-    ),
+    st.builds(lambda h, p: f"{h}:{p}", st.sampled_from([HOST, "127.0.0.1", "localhost"]), st.integers(1, 65535)),
 )
 json_bodies = st.builds(
     lambda d: json.dumps(d, ensure_ascii=False).encode("utf-8"),
-    st.dictionaries(
-        st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=4
-    ),
+    st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=8), st.none()), max_size=4),
 )
 multipart_bodies = st.builds(
     lambda name, data: (
@@ -202,9 +196,7 @@ multipart_bodies = st.builds(
     st.binary(max_size=64),
 )
 bodies = st.one_of(st.none(), st.just(b""), json_bodies, multipart_bodies, st.binary(max_size=32))
-extra_header_names = st.from_regex(r"X-[A-Za-z0-9-]{1,10}", fullmatch=True).filter(
-    lambda n: n.lower() not in _RESERVED
-)
+extra_header_names = st.from_regex(r"X-[A-Za-z0-9-]{1,10}", fullmatch=True).filter(lambda n: n.lower() not in _RESERVED)
 
 
 @st.composite
@@ -252,9 +244,7 @@ cases = st.builds(
     body=bodies,
     ak=st.text(alphabet=_ALNUM, min_size=1, max_size=24),
     sk=st.text(min_size=1, max_size=48),
-    project_id=st.one_of(
-        st.none(), st.just(""), st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
-    ),
+    project_id=st.one_of(st.none(), st.just(""), st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)),
     token=st.one_of(st.none(), st.just(""), st.text(alphabet=_ALNUM + "+/=", min_size=1, max_size=64)),
     unsigned=st.booleans(),
     moment=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),

@@ -23,12 +23,11 @@ Retry policy
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_dataqc.core.api import ApiRequest
 from airflow_provider_dataqc.core.auth import PreparedRequest, prepare
@@ -41,6 +40,15 @@ from airflow_provider_dataqc.core.errors import (
     service_error,
 )
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, RetrySettings
+
+
+class Log(Protocol):
+    """What the call plan needs of a logger (stdlib and structlog loggers both fit)."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
 
 #: Statuses that say "try again later".
 TRANSIENT_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
@@ -130,7 +138,7 @@ def call(
     settings: ConnectionSettings,
     request: ApiRequest,
     *,
-    log: logging.Logger,
+    log: Log,
     clock: Callable[[], float] = time.monotonic,
     rng: Callable[[float, float], float] = random.uniform,
 ) -> CallPlan:

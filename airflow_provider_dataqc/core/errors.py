@@ -90,15 +90,6 @@ class CallFailure:
         parts.append(f"X-Request-Id={self.request_id or 'none'}")
         return ": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values, for trigger events."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallFailure:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored."""
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
-
 
 def decode_json(body: bytes) -> tuple[Any, str | None]:
     """Decode a JSON body: ``(value, None)`` or ``(None, what is wrong)``."""

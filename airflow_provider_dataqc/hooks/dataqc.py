@@ -72,7 +72,8 @@ class DataQCApiError(AirflowException):
         transient: bool = False,
     ) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        # AirflowException declares status_code for the REST API; here it is the DQC answer's.
+        self.status_code = status_code  # type: ignore[assignment]
         self.error_code = error_code
         self.error_msg = error_msg
         self.request_id = request_id

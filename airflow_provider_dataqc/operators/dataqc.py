@@ -95,7 +95,9 @@ class DataQCExportOperator(_WaitingOperator):
     XCom (return value): the export's ``resource_id``.
 
     :param resource_type: ``rule-template``, ``quality-task``, ``consistency-task`` or ``report``.
-    :param resources: IDs of the resources to export (templated).
+    :param resource_ids: IDs of the resources to export (templated; a list, or a rendered
+        string such as ``"[1, 2]"`` or ``"1,2"``). Named so because ``resources`` is
+        Airflow's own ``BaseOperator`` argument (CPU/RAM requests).
     :param select_all: export every resource of the type.
     :param export_mode: ``None`` (a local file) or ``"obs"`` (reports only).
     :param obs_service_type: ``technology`` or ``business`` (reports only).
@@ -109,14 +111,14 @@ class DataQCExportOperator(_WaitingOperator):
     :raises DataQCApiError: on bad arguments (before any request) or a failed call.
     """
 
-    template_fields: Sequence[str] = ("resource_type", "resources", "workspace", "export_mode", "obs_service_type")
+    template_fields: Sequence[str] = ("resource_type", "resource_ids", "workspace", "export_mode", "obs_service_type")
     ui_color = "#bbdefb"
 
     def __init__(
         self,
         *,
         resource_type: str,
-        resources: Sequence[int | str] | str | None = None,
+        resource_ids: Sequence[int | str] | str | None = None,
         select_all: bool = False,
         export_mode: str | None = None,
         obs_service_type: str | None = None,
@@ -124,13 +126,13 @@ class DataQCExportOperator(_WaitingOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.resource_type = resource_type
-        self.resources = resources
+        self.resource_ids = resource_ids
         self.select_all = select_all
         self.export_mode = export_mode
         self.obs_service_type = obs_service_type
 
     def execute(self, context: Context) -> str:
-        resources = self.resources
+        resources = self.resource_ids
         if isinstance(resources, str):  # a rendered template such as "1,2,3" or "[1, 2]"
             resources = [part for part in resources.strip("[] ").replace(",", " ").split() if part]
         resource_id = self.hook.export_resources(
@@ -201,6 +203,7 @@ class DataQCDownloadOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix="dataqc-download-") as tmp:
             local = self.hook.download_resource_file(self.resource_id, Path(tmp) / "export.bin", obs_type=self.obs_type)
             target = _object_path(destination, self.object_storage_conn_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(local.destination, "rb") as src, target.open("wb") as out:
                 shutil.copyfileobj(src, out, 1024 * 1024)
         self.log.info("Stored %s bytes at %s (sha256 %s)", local.size, destination, local.sha256)

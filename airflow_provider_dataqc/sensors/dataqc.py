@@ -103,7 +103,9 @@ class StatusWaiter:
         kind, message = event["status"], str(event.get("message") or "")
         if kind in (EVENT_SUCCESS, EVENT_FAILED):
             try:
-                status = ResourceStatus.from_api(event.get("record"))
+                record = event.get("record")
+                request_id = record.get("request_id") if isinstance(record, dict) else None
+                status = ResourceStatus.from_api(record, request_id=request_id)
             except StatusPayloadError as err:
                 raise AirflowException(f"trigger event without a usable record ({err}): {event!r:.300}") from None
             record = self._judge(status)
@@ -115,7 +117,8 @@ class StatusWaiter:
             raise AirflowSensorTimeout(message)
         assert kind == EVENT_ERROR
         self.log.error("Waiting for %r failed: %s", self.resource_id, message)
-        detail = event.get("error") if isinstance(event.get("error"), dict) else {}
+        error = event.get("error")
+        detail: dict[str, Any] = error if isinstance(error, dict) else {}
         raise DataQCApiError(
             message,
             status_code=detail.get("status_code"),
