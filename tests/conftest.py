@@ -132,15 +132,20 @@ def run_dag(airflow_db: None) -> Any:
     return _run
 
 
-def _dag_bag() -> Any:
+def _dag_bag(folder: Path = _DAGS_FOLDER) -> Any:
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 2
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    kwargs: dict[str, Any] = {"dag_folder": str(_DAGS_FOLDER)}
+    kwargs: dict[str, Any] = {"dag_folder": str(folder)}
     if "include_examples" in DagBag.__init__.__code__.co_varnames:
         kwargs["include_examples"] = False
     return DagBag(**kwargs)
+
+
+def _dag_bag_for(path: Path) -> Any:
+    """A DagBag of one DAG file (parsed, not run)."""
+    return _dag_bag(path)
 
 
 def _task_states(run: Any) -> dict[str, str]:
