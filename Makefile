@@ -6,6 +6,8 @@ VENV         ?= .venv
 AIRFLOW_SPEC ?= apache-airflow>=3.1,<4
 EXTRAS       ?= test,lint
 PYTEST_ARGS  ?=
+# make bench: bench/results.md + bench/results.png (~10 min); BENCH_ARGS=--smoke for a quick run
+BENCH_ARGS   ?=
 comma        := ,
 BIN          := $(VENV)/bin
 STAMP        := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))

@@ -1,0 +1,9 @@
+"""``python -m bench [--smoke] [--only SECTION ...] [--with-soak] [--report-only]``."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.run import main
+
+sys.exit(main())
