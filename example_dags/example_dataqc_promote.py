@@ -2,7 +2,10 @@
 
 The file lands in object storage (any ``ObjectStoragePath`` URL: ``s3://`` for OBS
 through its S3-compatible endpoint, ``file://`` here), so it outlives the worker and
-is kept as the release artefact.
+is kept as the release artefact. The wait for the export is a task of its own, so a
+retry of the wait never starts a second export. ``keep_export_file`` returns
+``{"destination", "size", "sha256", "file_name"}``; ``import_into_prod`` returns what
+the upload reported (``resource_id``, ``topics``, ``directories`` ...).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ with DAG(
     download = DataQCDownloadOperator(
         task_id="keep_export_file",
         resource_id=export.output,
+        resource_type="quality-task",
         workspace="ws-dev",
         destination="{{ params.archive }}/quality-jobs-{{ ts_nodash }}.zip",
     )

@@ -190,11 +190,10 @@ class TaskLogs(logging.Handler):
             self.records.append(record)
 
     def text(self) -> str:
+        """The captured output followed by every record (a line may therefore appear twice)."""
         out, err = self._capfd.readouterr()
         self._seen += out + err
-        # A record printed by Airflow's own handler is already in the captured output.
-        extra = [f"{r.levelname} {r.getMessage()}" for r in self.records if r.getMessage() not in self._seen]
-        return "\n".join([self._seen, *extra])
+        return "\n".join([self._seen, *(f"{r.levelname} {r.getMessage()}" for r in self.records)])
 
     def lines(self, level: str | None = None) -> list[str]:
         """Lines of the log, only those at ``level`` (debug/info/warning/error) if given."""
@@ -209,6 +208,12 @@ class TaskLogs(logging.Handler):
 def task_logs(capfd: pytest.CaptureFixture[str]) -> Iterator[TaskLogs]:
     handler = TaskLogs(capfd)
     loggers = [logging.getLogger(name) for name in ("", "airflow.task", "airflow.triggers", "airflow_provider_dataqc")]
+    # Airflow 2's dag.test() adds a stdout handler once per process; a later test's
+    # capture would find it writing to an earlier test's closed stream.
+    for logger in loggers:
+        for stale in [h for h in logger.handlers if isinstance(h, logging.StreamHandler)]:
+            if getattr(stale.stream, "closed", False):
+                logger.removeHandler(stale)
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)

@@ -93,7 +93,9 @@ def test_bad_answers_become_clear_errors(
         assert fragment in message
     assert caught.value.request_id == "req-abc"
     assert caught.value.status_code == status
-    assert not caught.value.transient
+    # A 2xx that is not a usable answer (a gateway's maintenance page...) may go away
+    # for a long wait to poll again; 4xx answers never do.
+    assert caught.value.transient == (status == 200)
 
 
 def test_huge_bodies_are_cut_and_quoted_briefly(hook: DataQCHook, httpserver: HTTPServer) -> None:
@@ -114,10 +116,11 @@ def test_transient_answers_are_retried_then_succeed(hook: DataQCHook, httpserver
     answer(httpserver, {"status": "throttled"}, 429, **{"Retry-After": "0"})
     answer(httpserver, {"status": "SUCCESS"}, 200)
     assert hook.get_resource_status("r-1").is_success
-    retries = [line for line in task_logs.lines("warning") if "retrying in" in line]
-    assert len(retries) == 2
-    assert "attempt 1/3" in retries[0] and "HTTP 502" in retries[0] and "req-abc" in retries[0]
-    assert "attempt 2/3" in retries[1] and "HTTP 429" in retries[1]
+    retries = {line[line.index("attempt") :] for line in task_logs.lines("warning") if "retrying in" in line}
+    assert len(retries) == 2, retries
+    first, second = sorted(retries)
+    assert "attempt 1/3" in first and "HTTP 502" in first and "req-abc" in first
+    assert "attempt 2/3" in second and "HTTP 429" in second
 
 
 def test_retries_are_bounded(hook: DataQCHook, httpserver: HTTPServer) -> None:

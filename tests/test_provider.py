@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_provider_info_is_registered_as_an_entry_point() -> None:
     from importlib.metadata import entry_points
 
-    found = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_dataqc")]
+    found = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_dataqc")
+    ]
     assert len(found) == 1
     assert found[0].load()() == get_provider_info()
 
@@ -27,9 +29,12 @@ def test_provider_info_is_registered_as_an_entry_point() -> None:
 def test_providers_manager_knows_the_connection_type() -> None:
     from airflow.providers_manager import ProvidersManager
 
-    manager = ProvidersManager()
-    assert "airflow-provider-dataqc" in manager.providers
-    hook_info = manager.hooks["dataqc"]
+    assert "airflow-provider-dataqc" in ProvidersManager().providers
+    try:  # Airflow 3: hooks are resolved by the task SDK's runtime manager
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    except ImportError:
+        Manager = ProvidersManager
+    hook_info = Manager().hooks["dataqc"]
     assert hook_info is not None
     assert hook_info.hook_class_name == "airflow_provider_dataqc.hooks.dataqc.DataQCHook"
     assert hook_info.connection_id_attribute_name == "dataqc_conn_id"
@@ -39,7 +44,13 @@ def test_connection_form_fields_and_labels() -> None:
     info = get_provider_info()["connection-types"][0]
     assert info["connection-type"] == DataQCHook.conn_type == "dataqc"
     assert set(info["conn-fields"]) == {
-        "project_id", "workspace", "region", "auth_type", "domain_name", "security_token", "iam_endpoint",
+        "project_id",
+        "workspace",
+        "region",
+        "auth_type",
+        "domain_name",
+        "security_token",
+        "iam_endpoint",
     }
     assert info["conn-fields"]["security_token"]["schema"]["format"] == "password"
     assert info["ui-field-behaviour"]["relabeling"]["login"] == "User name or Access Key"
@@ -54,7 +65,10 @@ def test_airflow_providers_list_shows_the_package() -> None:
     airflow = Path(sys.executable).parent / "airflow"
     result = subprocess.run(
         [str(airflow), "providers", "list", "--output", "json"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     start = result.stdout.index("[")

@@ -8,17 +8,35 @@ it with ``aiohttp`` and ``asyncio.sleep``. Neither holds a copy of the policy.
 
 Retry policy
 ------------
-* Retried: no answer at all (connection refused or reset, read timeout) and
-  HTTP 429, 500, 502, 503 and 504; with exponential backoff and full jitter
-  (``uniform(0, min(max_wait, backoff_factor * 2**n))``), or the server's
-  ``Retry-After`` (capped at ``max_wait``); at most ``max_retries`` times and
-  never past ``total_timeout`` seconds.
+This is the only place that decides whether a call is sent again; the sync hook
+and the trigger both follow it.
+
+* Retried: no answer at all (connection refused or reset, connect or read
+  timeout, an answer cut short) and HTTP 429, 500, 502, 503 and 504; with
+  exponential backoff and full jitter
+  (``uniform(0, min(max_wait, backoff_factor * 2**n))`` before retry ``n + 1``),
+  or the server's ``Retry-After`` (seconds or an HTTP date, capped at
+  ``max_wait``); at most ``max_retries`` times (connection extra ``max_retries``,
+  default 3), and a retry is only started if its wait ends within
+  ``total_timeout`` seconds (extra ``retry_timeout``, default 300) of the first
+  attempt. Each attempt is bounded by the connect and read timeouts (extras
+  ``connect_timeout`` 10 s, ``timeout`` 30 s). Every retry logs one WARNING:
+  attempt n/N, HTTP status or network error, ``error_code``, ``X-Request-Id``
+  and the wait.
+* Never retried: other statuses (400, 401 after the one token refresh, 403,
+  404 ...) and failures waiting cannot fix (a rejected TLS certificate).
 * A call that is not idempotent (export, upload, import) is repeated only when
-  the service surely did not act on it: the connection was refused or the
-  answer was 429. After a read timeout or a 5xx it may have acted, so the
-  failure is reported instead of risking a second export or import.
+  the service surely did not act on it: the connection was refused or never
+  opened, or the answer was 429. After a read timeout, a reset or a 5xx it may
+  have acted, so the failure is reported instead of risking a second export or
+  import.
 * ``auth_type="password"``: a 401 drops the cached token, gets a new one and
   repeats the call once; a second 401 is reported.
+* A 2xx answer whose body cannot be used (not JSON, not an object, no status: a
+  gateway's maintenance page) is not retried by the call, but counts as
+  transient (:func:`is_transient`): waits (sensor, trigger) poll again at their
+  next interval, up to their ``max_consecutive_errors``, and never read it as a
+  success.
 """
 
 from __future__ import annotations
@@ -72,11 +90,15 @@ class NoAnswer:
     """The request got no (complete) answer.
 
     ``maybe_processed`` is False only when the request surely never reached
-    the service (connection refused, name resolution failed).
+    the service (connection refused, name resolution failed). ``permanent`` is
+    True when waiting cannot help (a rejected TLS certificate): never retried.
+    ``request_id`` is the ``X-Request-Id`` of an answer that was cut short.
     """
 
     error: str
     maybe_processed: bool = True
+    permanent: bool = False
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,12 +128,24 @@ CallPlan = Generator[Action, Any, Answer | CallFailure]
 
 
 def is_transient(failure: CallFailure) -> bool:
-    """Whether waiting could make ``failure`` go away (no answer, 429 or a 5xx from the gateway)."""
-    return failure.status_code is None or failure.status_code in TRANSIENT_STATUS_CODES
+    """Whether waiting could make ``failure`` go away: no answer (unless ``permanent``),
+    429, 500/502/503/504, or a 2xx answer whose body cannot be used (a maintenance page).
+
+    Waits (sensor, trigger) poll again after a transient failure, up to their
+    ``max_consecutive_errors``; anything else ends the wait at once.
+    """
+    if failure.permanent:
+        return False
+    code = failure.status_code
+    return code is None or code in TRANSIENT_STATUS_CODES or 200 <= code < 300
 
 
 def is_retryable(failure: CallFailure, idempotent: bool) -> bool:
-    """Whether the call may be sent again (see the module docstring)."""
+    """Whether the call may be sent again now (see the module docstring): a transient
+    failure that is not a 2xx answer, and, for a call that is not idempotent, one the
+    service surely did not act on (``not_processed``)."""
+    if failure.status_code is not None and 200 <= failure.status_code < 300:
+        return False
     return is_transient(failure) and (idempotent or failure.not_processed)
 
 
@@ -171,6 +205,8 @@ def call(
                 operation=request.operation,
                 transport_error=outcome.error,
                 not_processed=not outcome.maybe_processed,
+                permanent=outcome.permanent,
+                request_id=outcome.request_id,
             )
         wait = retry_wait(
             failure,
@@ -215,17 +251,18 @@ def read_json_object(answer: Answer, operation: str) -> dict[str, Any] | CallFai
             **known,
         )
 
+    # The message already names the HTTP status: say what is wrong with the body.
     if answer.truncated:
-        return bad(f"HTTP {answer.status_code} but the body is larger than the client reads; cut")
+        return bad("a success status but the body is larger than the client reads; cut")
     payload, problem = decode_json(answer.body)
     if problem is not None:
-        return bad(f"HTTP {answer.status_code} but {problem}")
+        return bad(f"a success status but {problem}")
     if not isinstance(payload, dict):
-        return bad(f"HTTP {answer.status_code} but the JSON body is a {type(payload).__name__}, not an object")
+        return bad(f"a success status but the JSON body is a {type(payload).__name__}, not an object")
     error_code, error_msg = service_error(payload)
     if error_code and error_code not in SUCCESS_ERROR_CODES:
         return bad(
-            f"HTTP {answer.status_code} but the body carries an error",
+            "a success status but the body carries an error",
             error_code=error_code,
             error_msg=error_msg,
         )

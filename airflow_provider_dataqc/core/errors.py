@@ -8,6 +8,7 @@ or a network failure) into a :class:`CallFailure`; the hook raises it as
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -71,6 +72,9 @@ class CallFailure:
     #: True when the request surely did not reach the service's logic
     #: (connection refused, DNS, 429): safe to repeat even a non-idempotent call.
     not_processed: bool = False
+    #: True when no answer came for a reason waiting cannot fix (the server's TLS
+    #: certificate was rejected, the CA bundle is missing): never retried.
+    permanent: bool = False
 
     def message(self) -> str:
         """One line naming everything that is known, for logs and exceptions."""
@@ -145,9 +149,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "nan" and "inf" parse as floats but are no wait: fall back to the client's backoff.
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -163,6 +163,18 @@ def _number(value: Any, name: str, *, minimum: float, maximum: float) -> float:
     return number
 
 
+def _verify(value: Any) -> bool | str:
+    """Extra ``verify``: unset or blank means verify (a blank form field must never turn
+    TLS checks off); true/false words are booleans; any other text is a CA bundle path."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    if isinstance(value, str) and value.strip().lower() not in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+        if _CONTROL.search(value):
+            raise InvalidSettingError("extra verify (CA bundle path) contains control characters")
+        return value.strip()
+    return _bool(value, "verify")
+
+
 def _optional_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -278,12 +290,7 @@ class ConnectionSettings:
         secret = password if password else None
         _require_credentials(auth_type, login, secret, extra)
 
-        verify_raw = extra.get("verify", True)
-        verify: bool | str
-        if isinstance(verify_raw, str) and verify_raw.strip().lower() not in {"true", "false", "1", "0"}:
-            verify = verify_raw.strip()
-        else:
-            verify = _bool(verify_raw, "verify")
+        verify = _verify(extra.get("verify"))
 
         retry = RetrySettings(
             max_retries=int(_number(extra.get("max_retries", 3), "max_retries", minimum=0, maximum=20)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,7 +14,13 @@ from typing import Any, BinaryIO
 from airflow.providers.common.compat.sdk import AirflowException, BaseHook
 
 from airflow_provider_dataqc.core import api
-from airflow_provider_dataqc.core.auth import TOKEN_CACHE, parse_token_answer, token_cache_key
+from airflow_provider_dataqc.core.auth import (
+    TOKEN_CACHE,
+    iam_failure,
+    parse_token_answer,
+    recording,
+    token_cache_key,
+)
 from airflow_provider_dataqc.core.calls import (
     Answer,
     CallPlan,
@@ -26,7 +32,7 @@ from airflow_provider_dataqc.core.calls import (
     is_transient,
     read_json_object,
 )
-from airflow_provider_dataqc.core.errors import CallFailure, header
+from airflow_provider_dataqc.core.errors import CallFailure, header, request_id_of
 from airflow_provider_dataqc.core.settings import (
     AuthType,
     ConnectionSettings,
@@ -58,7 +64,8 @@ class DataQCApiError(AirflowException):
     :ivar error_code: the service's ``error_code`` (``DQC.*``, ``APIGW.*``), if any.
     :ivar error_msg: the service's ``error_msg``, if any.
     :ivar request_id: the answer's ``X-Request-Id`` (support asks for it).
-    :ivar transient: whether waiting could make it go away (no answer, 429, 5xx).
+    :ivar transient: whether waiting could make it go away (no answer, 429, 5xx,
+        or a 2xx answer that is not usable, such as a gateway's maintenance page).
     """
 
     def __init__(
@@ -266,37 +273,36 @@ class DataQCHook(BaseHook):
         return self._run(call(self.settings, request, log=self.log), sink)
 
     def _token(self, rejected: str | None) -> str | CallFailure:
-        """A current IAM token for ``auth_type="password"``: cached per process, one fetch at a time."""
+        """A current IAM token for ``auth_type="password"``: cached per process, one fetch at a
+        time per user, and callers that waited for a fetch share its token or its failure."""
         settings = self.settings
-        key = token_cache_key(settings)
-        if rejected:
-            TOKEN_CACHE.discard(key, rejected)
-        cached = TOKEN_CACHE.get(key)
-        if cached is not None:
-            return cached.value
-        with TOKEN_CACHE.fetch_lock(key):
-            cached = TOKEN_CACHE.get(key)
-            if cached is not None:
-                return cached.value
-            request = iam_request(settings)
-            plan = call(settings, request, log=self.log)
+        ticket = TOKEN_CACHE.ticket(token_cache_key(settings), rejected)
+        if ticket.token is not None:
+            return ticket.token
+        with TOKEN_CACHE.fetch_lock(ticket.key):
+            shared = TOKEN_CACHE.shared(ticket)
+            if shared is not None:
+                return shared
+            outcome: list[Answer | CallFailure] = []
             try:
-                answer = self._run(plan)
-            except DataQCApiError as err:
-                return CallFailure(
-                    operation="IAM token",
-                    status_code=err.status_code,
-                    error_code=err.error_code,
-                    error_msg=err.error_msg,
-                    request_id=err.request_id,
-                    problem="could not get an IAM token for the connection's user",
-                )
-            token = parse_token_answer(answer.status_code, answer.headers, answer.body)
+                answer = self._run(recording(call(settings, iam_request(settings), log=self.log), outcome))
+                token = parse_token_answer(answer.status_code, answer.headers, answer.body)
+            except DataQCApiError:
+                if not outcome or not isinstance(outcome[0], CallFailure):
+                    raise
+                token = outcome[0]
             if isinstance(token, CallFailure):
-                return token
+                failure = iam_failure(settings, token)
+                TOKEN_CACHE.settle(ticket.key, failure)
+                return failure
             mask_secret_value(token.value)
-            TOKEN_CACHE.put(key, token)
-            self.log.info("Got a new IAM token for user %r, valid until %s", settings.login, token.expires_at)
+            TOKEN_CACHE.settle(ticket.key, token)
+            self.log.info(
+                "Got a new IAM token for user %r (valid until %s, renewed from %s)",
+                settings.login,
+                token.expires_at.isoformat(timespec="seconds"),
+                token.refresh_at.isoformat(timespec="seconds"),
+            )
             return token.value
 
     # ----------------------------------------------------------------- calls
@@ -345,15 +351,25 @@ class DataQCHook(BaseHook):
         return resource_id_from(payload, "export")
 
     def upload_resource_file(
-        self, resource_type: str, source: str | os.PathLike[str] | BinaryIO, *, workspace: str | None = None
+        self,
+        resource_type: str,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        workspace: str | None = None,
+        file_name: str | None = None,
     ) -> UploadResult:
         """Upload an exported file (multipart) ahead of :meth:`import_resources`.
 
-        :param source: a local path or a binary file object.
-        :raises DataQCApiError: when the file is missing (before any request) or the call fails.
+        :param resource_type: ``rule-template``, ``quality-task`` or ``consistency-task``.
+        :param source: a local path or a binary file object (read whole: the call sends one body).
+        :param file_name: the file name sent to the service; default: the path's or the file object's name.
+        :returns: the upload's ``resource_id`` and the topics, directories, queues and
+            connections found in the file (what may need a mapping on import).
+        :raises DataQCApiError: when an argument is wrong or the file is missing (before any
+            request), or the call fails. An upload is never repeated after the service may have acted.
         """
         workspace_id = self._workspace(workspace)
-        body, content_type = encode_upload(resource_type, source)
+        body, content_type = encode_upload(resource_type, source, file_name=file_name)
         request = self._build(api.upload_request, workspace_id, resource_type, body=body, content_type=content_type)
         if self.settings.auth_type is AuthType.AKSK and len(body) > 12 * 1024 * 1024:
             raise DataQCApiError(
@@ -401,16 +417,36 @@ class DataQCHook(BaseHook):
         *,
         obs_type: str | None = None,
         workspace: str | None = None,
+        resource_type: str | None = None,
     ) -> DownloadResult:
-        """Download an exported file to a local path, streaming it in chunks.
+        """Download an exported file to a local path, streaming it in chunks (memory stays flat).
 
         The file is written under a temporary name beside ``destination`` and
         moved into place only when complete; an interrupted download leaves
-        nothing at ``destination``.
+        nothing at ``destination`` (an existing file there is kept as it was).
+        A download cut short is retried like any idempotent call.
 
-        :param obs_type: ``technology`` or ``business``; required for reports.
-        :raises DataQCApiError: on a failed call or an incomplete body.
+        :param resource_id: the export's ``resource_id`` (its status should be SUCCESS / GENERATED).
+        :param destination: the local file to write (parent folders are created).
+        :param obs_type: ``technology`` or ``business``; the service requires it for reports.
+        :param resource_type: the exported type, if known (``report``, ``rule-template`` ...):
+            only used to check ``obs_type`` before any request (required for ``report``,
+            refused otherwise). Without it, a report downloaded without ``obs_type`` is
+            refused by the service (HTTP 400).
+        :returns: the destination, the byte count, the SHA-256 and the service's file name.
+        :raises DataQCApiError: on bad arguments (before any request), a failed call,
+            an incomplete body after the retries, or a file that cannot be written.
         """
+        if resource_type is not None:
+            try:
+                kind = api.choose(api.ExportType, resource_type, "resource_type")
+            except InvalidSettingError as err:
+                raise DataQCApiError(str(err)) from None
+            if kind is api.ExportType.REPORT and obs_type is None:
+                allowed = ", ".join(member.value for member in api.ObsType)
+                raise DataQCApiError(f"obs_type is required to download a report; one of: {allowed}")
+            if kind is not api.ExportType.REPORT and obs_type is not None:
+                raise DataQCApiError(f"obs_type applies to reports only, not to {kind.value!r}")
         request = self._build(api.download_request, self._workspace(workspace), resource_id, obs_type=obs_type)
         target = Path(destination)
         if target.is_dir():
@@ -434,7 +470,12 @@ class DataQCHook(BaseHook):
             if err.status_code in (401, 403):
                 return False, f"Credentials rejected: {err}"
             if err.status_code in (400, 404) and err.error_code and not err.error_code.startswith("APIGW"):
-                return True, f"Connection works: DataArts Quality answered {err.error_code} ({err.error_msg})"
+                if "workspace" in (err.error_msg or "").lower():
+                    return False, f"Credentials accepted, but the workspace was refused: {err}"
+                return True, (
+                    "Connection works: the credentials were accepted (a status query for a resource "
+                    f"that cannot exist was answered {err.error_code}: {err.error_msg})"
+                )
             return False, str(err)
         except Exception as err:
             return False, f"{type(err).__name__}: {err}"
@@ -451,13 +492,15 @@ class DataQCHook(BaseHook):
 
 
 def settings_from_connection(
-    conn: Any, extra: Mapping[str, Any], *, project_id: str | None = None
+    conn: Any, extra: Mapping[str, Any], *, project_id: str | None = None, mask: bool = True
 ) -> ConnectionSettings:
     """Validate an Airflow connection and register its secrets with the log masker.
 
+    :param mask: register the secrets here (synchronously); the trigger passes
+        ``False`` and masks them without blocking its event loop.
     :raises DataQCApiError: naming the field that is wrong.
     """
-    for secret in (conn.password, extra.get("security_token")):
+    for secret in (conn.password, extra.get("security_token")) if mask else ():
         if secret:
             mask_secret_value(str(secret))
     try:
@@ -549,10 +592,13 @@ def file_name_of(headers: Mapping[str, str]) -> str | None:
     return os.path.basename(name) if name else None
 
 
-def encode_upload(resource_type: str, source: str | os.PathLike[str] | BinaryIO) -> tuple[bytes, str]:
+def encode_upload(
+    resource_type: str, source: str | os.PathLike[str] | BinaryIO, *, file_name: str | None = None
+) -> tuple[bytes, str]:
     """The multipart body (fields ``type`` and ``file``) and its content type.
 
-    :raises DataQCApiError: when ``source`` is a path that does not exist (no request is made).
+    :raises DataQCApiError: when ``source`` is a path that does not exist or a file
+        object opened in text mode (no request is made).
     """
     import uuid
 
@@ -568,6 +614,10 @@ def encode_upload(resource_type: str, source: str | os.PathLike[str] | BinaryIO)
     else:
         name = os.path.basename(str(getattr(source, "name", "") or "")) or "resources.zip"
         content = source.read()
+        if not isinstance(content, (bytes, bytearray)):
+            raise DataQCApiError(f"upload source {name!r} must be opened in binary mode ('rb')")
+    if file_name:
+        name = os.path.basename(str(file_name)) or name
     boundary = uuid.uuid4().hex
     safe_name = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
     body = b"".join(
@@ -597,19 +647,22 @@ class _DownloadSink:
 
     def __init__(self, destination: Path) -> None:
         self.destination = destination
+        #: Bytes received so far by the current :meth:`write` (told when a download is cut short).
+        self.received = 0
 
     def write(self, chunks: Iterator[bytes]) -> _Written:
         digest = hashlib.sha256()
-        size = 0
-        fd, temp_path = tempfile.mkstemp(
-            prefix=f".{self.destination.name}.", suffix=".part", dir=self.destination.parent
-        )
+        size = self.received = 0
+        # Created like any new file (mode 0o666 less the umask), under a name no other download uses.
+        temp_path = str(self.destination.parent / f".{self.destination.name}.{uuid.uuid4().hex[:12]}.part")
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
+                    self.received = size
         except BaseException:
             Path(temp_path).unlink(missing_ok=True)
             raise
@@ -644,26 +697,39 @@ class _RequestsTransport:
         except requests.exceptions.ReadTimeout:
             return NoAnswer(f"read timeout after {prepared.read_timeout:g}s")
         except requests.exceptions.SSLError as err:
-            return NoAnswer(f"TLS error: {_short(err)}", maybe_processed=False)
+            # A rejected certificate stays rejected: not retried. Other TLS failures are
+            # handshake hiccups; the request was not sent yet.
+            return NoAnswer(f"TLS error: {_short(err)}", maybe_processed=False, permanent=_cert_rejected(err))
         except requests.exceptions.ConnectionError as err:
             return NoAnswer(f"connection error: {_short(err)}", maybe_processed=_maybe_processed(err))
         except requests.exceptions.RequestException as err:
             return NoAnswer(f"request error: {_short(err)}")
+        except OSError as err:  # requests raises a bare OSError for a missing CA bundle (extra verify)
+            return NoAnswer(f"TLS set-up error (extra verify): {_short(err)}", maybe_processed=False, permanent=True)
         with response:
             headers = dict(response.headers)
             try:
                 if sink is not None and prepared.stream and 200 <= response.status_code < 300:
                     written = sink.write(response.iter_content(DOWNLOAD_CHUNK_BYTES))
                     expected = header(headers, "Content-Length")
-                    if expected is not None and expected.isdigit() and int(expected) != written.size:
+                    # With a Content-Encoding the length counts encoded bytes (urllib3 checks those).
+                    encoded = (header(headers, "Content-Encoding") or "identity").lower() != "identity"
+                    if expected and expected.isdigit() and not encoded and int(expected) != written.size:
                         Path(written.temp_path).unlink(missing_ok=True)
                         return NoAnswer(f"the download stopped after {written.size} of {expected} bytes")
                     return Answer(response.status_code, headers, b"", streamed=written)
                 body, truncated = _read_capped(response.iter_content(64 * 1024), MAX_ANSWER_BYTES)
-            except (requests.exceptions.RequestException, OSError) as err:
-                if isinstance(err, OSError) and not isinstance(err, ConnectionError):
-                    raise DataQCApiError(f"could not write the download: {err}") from None
-                return NoAnswer(f"the answer was cut short: {_short(err)}")
+            except (requests.exceptions.RequestException, ConnectionError) as err:
+                # requests' exceptions are OSErrors too: an answer cut short is checked first.
+                if sink is not None and prepared.stream and 200 <= response.status_code < 300:
+                    expected = header(headers, "Content-Length") or "an unknown number of"
+                    return NoAnswer(
+                        f"the download was cut short after {sink.received} of {expected} bytes: {_short(err)}",
+                        request_id=request_id_of(headers),
+                    )
+                return NoAnswer(f"the answer was cut short: {_short(err)}", request_id=request_id_of(headers))
+            except OSError as err:
+                raise DataQCApiError(f"could not write the download: {err}") from None
             return Answer(response.status_code, headers, body, truncated=truncated)
 
 
@@ -685,6 +751,23 @@ def _maybe_processed(err: BaseException) -> bool:
         marker in text
         for marker in ("NewConnectionError", "Connection refused", "NameResolutionError", "Failed to resolve")
     )
+
+
+def _cert_rejected(err: BaseException) -> bool:
+    """Whether a TLS failure is the server's certificate being rejected (not worth retrying)."""
+    import ssl
+
+    seen: set[int] = set()
+    pending: list[Any] = [err]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        pending.extend([*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)])
+    return "CERTIFICATE_VERIFY_FAILED" in str(err) or "certificate verify failed" in str(err)
 
 
 def _short(err: BaseException, limit: int = 200) -> str:

@@ -23,6 +23,11 @@ from airflow_provider_dataqc.hooks.dataqc import DataQCApiError, DataQCHook
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+#: The deferral's own timeout is a backstop (no triggerer running): it ends this much after the
+#: trigger's, so the trigger's timeout event (with the last status seen) normally wins the race.
+#: On Airflow 2 the backstop's TaskDeferralTimeout is retried; AirflowSensorTimeout never is.
+DEFERRAL_TIMEOUT_GRACE = timedelta(minutes=2)
+
 
 class StatusWaiter:
     """What a sensor or an operator does with each status answer, in poke mode and
@@ -52,7 +57,14 @@ class StatusWaiter:
         return None
 
     def _poll_once(self, hook: DataQCHook) -> dict[str, Any] | None:
-        """One status call judged; transient errors count toward ``max_consecutive_errors``."""
+        """One status call judged.
+
+        A transient error (no answer, 429, 5xx after the hook's own retries, or a 2xx
+        answer that is not a status, such as a maintenance page) logs a WARNING and
+        returns ``None`` (poll again at the next interval) until
+        ``max_consecutive_errors`` polls in a row have failed; then, or at once for a
+        permanent error (400, 401, 403, 404 ...), the last error is raised.
+        """
         try:
             status = hook.get_resource_status(self.resource_id, workspace=self.workspace)
         except DataQCApiError as err:
@@ -67,7 +79,10 @@ class StatusWaiter:
                     err,
                 )
                 return None
-            self.log.error("Giving up on %r: %s", self.resource_id, err)
+            if err.transient:
+                self.log.error("Giving up on %r after %d failed polls in a row: %s", self.resource_id, errors, err)
+            else:
+                self.log.error("Giving up on %r: %s", self.resource_id, err)
             raise
         self._consecutive_errors = 0
         return self._judge(status)
@@ -137,8 +152,9 @@ class DataQCResourceStatusSensor(StatusWaiter, BaseSensorOperator):
     the resource ID and the request ID logged at ERROR and in the exception.
     WAITING/RUNNING keep waiting (one INFO line per poke); an undocumented
     status keeps waiting with a WARNING. Transient errors (no answer, 429, 5xx
-    after the hook's own retries) are tolerated ``max_consecutive_errors - 1``
-    times in a row; permanent ones (400, 401, 403, 404, unusable answers) fail
+    after the hook's own retries, a 200 that is not a status record) are
+    tolerated ``max_consecutive_errors - 1`` times in a row and never read as
+    success; permanent ones (400, 401 after one token refresh, 403, 404) fail
     the poke at once.
 
     XCom: the status record as a dict (API field names, times in ISO-8601,
@@ -197,7 +213,7 @@ class DataQCResourceStatusSensor(StatusWaiter, BaseSensorOperator):
                 poll_interval=self.poke_interval, timeout=self.timeout, dataqc_conn_id=self.dataqc_conn_id
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) if self.timeout else None,
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_TIMEOUT_GRACE if self.timeout else None,
         )
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
