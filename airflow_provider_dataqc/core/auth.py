@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from airflow_provider_dataqc import __version__
 from airflow_provider_dataqc.core import signer
@@ -37,9 +37,6 @@ from airflow_provider_dataqc.core.status import parse_service_time
 USER_AGENT = f"airflow-provider-dataqc/{__version__}"
 #: Refresh an IAM token this long before it expires (at most half its lifetime).
 TOKEN_REFRESH_MARGIN = timedelta(minutes=10)
-
-_A = TypeVar("_A")
-_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, repr=False)
@@ -337,13 +334,23 @@ class TokenCache:
             self._fetches.clear()
 
 
-def recording(plan: Generator[_A, Any, _R], into: list[_R]) -> Generator[_A, Any, _R]:
-    """``plan`` unchanged, with its return value also appended to ``into`` (so a driver
-    that raises on failure still lets the caller see the failure itself)."""
-    outcome = yield from plan
-    into.append(outcome)
-    return outcome
-
-
 #: The cache every hook and trigger of this process uses.
 TOKEN_CACHE = TokenCache()
+
+
+def settle_token(
+    key: tuple[str, ...], outcome: IamToken | CallFailure, *, user: str | None, log: Any
+) -> str | CallFailure:
+    """Record the outcome of a token fetch in :data:`TOKEN_CACHE` (fetch lock held; the
+    caller has already registered a new token with the log masker) and return what the
+    call plan expects from :class:`~airflow_provider_dataqc.core.calls.GetToken`."""
+    TOKEN_CACHE.settle(key, outcome)
+    if isinstance(outcome, CallFailure):
+        return outcome
+    log.info(
+        "Got a new IAM token for user %r (valid until %s, renewed from %s)",
+        user,
+        outcome.expires_at.isoformat(timespec="seconds"),
+        outcome.refresh_at.isoformat(timespec="seconds"),
+    )
+    return outcome.value

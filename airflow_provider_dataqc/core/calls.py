@@ -47,8 +47,8 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from airflow_provider_dataqc.core.api import ApiRequest
-from airflow_provider_dataqc.core.auth import PreparedRequest, prepare
+from airflow_provider_dataqc.core.api import ApiRequest, iam_token_request
+from airflow_provider_dataqc.core.auth import IamToken, PreparedRequest, iam_failure, parse_token_answer, prepare
 from airflow_provider_dataqc.core.errors import (
     CallFailure,
     decode_json,
@@ -267,3 +267,24 @@ def read_json_object(answer: Answer, operation: str) -> dict[str, Any] | CallFai
             error_msg=error_msg,
         )
     return payload
+
+
+def fetch_token(settings: ConnectionSettings, *, log: Log) -> Generator[Action, Any, IamToken | CallFailure]:
+    """The steps of getting a new IAM token for ``auth_type="password"``: the token request
+    under the same retry policy, its answer read. A failure names IAM's status and message,
+    the user and what to check, never the password. Drivers run this holding the fetch lock
+    of :data:`~airflow_provider_dataqc.core.auth.TOKEN_CACHE` and pass the outcome to
+    :func:`~airflow_provider_dataqc.core.auth.settle_token`."""
+    request = iam_token_request(
+        user=settings.login or "",
+        password=settings.secret or "",
+        domain=settings.domain_name or "",
+        project_id=settings.project_id,
+    )
+    outcome = yield from call(settings, request, log=log)
+    token = (
+        outcome
+        if isinstance(outcome, CallFailure)
+        else parse_token_answer(outcome.status_code, outcome.headers, outcome.body)
+    )
+    return iam_failure(settings, token) if isinstance(token, CallFailure) else token

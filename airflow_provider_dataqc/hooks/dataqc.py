@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseHook
 
 from airflow_provider_dataqc.core import api
-from airflow_provider_dataqc.core.auth import (
-    TOKEN_CACHE,
-    iam_failure,
-    parse_token_answer,
-    recording,
-    token_cache_key,
-)
+from airflow_provider_dataqc.core.auth import TOKEN_CACHE, IamToken, settle_token, token_cache_key
 from airflow_provider_dataqc.core.calls import (
+    Action,
     Answer,
     CallPlan,
     GetToken,
@@ -29,6 +25,7 @@ from airflow_provider_dataqc.core.calls import (
     Send,
     Sleep,
     call,
+    fetch_token,
     is_transient,
     read_json_object,
 )
@@ -49,6 +46,8 @@ __all__ = [
     "ResourceStatus",
     "UploadResult",
 ]
+
+_T = TypeVar("_T")
 
 #: Non-streamed answers larger than this are cut and reported, never loaded whole.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -246,10 +245,9 @@ class DataQCHook(BaseHook):
         except InvalidSettingError as err:
             raise DataQCApiError(str(err)) from None
 
-    def _run(self, plan: CallPlan, sink: _DownloadSink | None = None) -> Answer:
-        """Drive a call plan with ``requests``: the one place where the sync hook does I/O."""
-        import time
-
+    def _drive(self, plan: Generator[Action, Any, _T], sink: _DownloadSink | None = None) -> _T:
+        """Run a call plan with ``requests`` and ``time.sleep`` (the one place where the sync hook
+        does I/O) and return what it returns."""
         reply: Any = None
         try:
             while True:
@@ -264,7 +262,12 @@ class DataQCHook(BaseHook):
                 else:  # pragma: no cover - the plan yields nothing else
                     raise TypeError(f"unknown action {action!r}")
         except StopIteration as done:
-            outcome = done.value
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            plan.close()
+
+    def _run(self, plan: CallPlan, sink: _DownloadSink | None = None) -> Answer:
+        outcome = self._drive(plan, sink)
         if isinstance(outcome, CallFailure):
             raise error_for(outcome)
         return outcome
@@ -275,35 +278,17 @@ class DataQCHook(BaseHook):
     def _token(self, rejected: str | None) -> str | CallFailure:
         """A current IAM token for ``auth_type="password"``: cached per process, one fetch at a
         time per user, and callers that waited for a fetch share its token or its failure."""
-        settings = self.settings
-        ticket = TOKEN_CACHE.ticket(token_cache_key(settings), rejected)
+        ticket = TOKEN_CACHE.ticket(token_cache_key(self.settings), rejected)
         if ticket.token is not None:
             return ticket.token
         with TOKEN_CACHE.fetch_lock(ticket.key):
             shared = TOKEN_CACHE.shared(ticket)
             if shared is not None:
                 return shared
-            outcome: list[Answer | CallFailure] = []
-            try:
-                answer = self._run(recording(call(settings, iam_request(settings), log=self.log), outcome))
-                token = parse_token_answer(answer.status_code, answer.headers, answer.body)
-            except DataQCApiError:
-                if not outcome or not isinstance(outcome[0], CallFailure):
-                    raise
-                token = outcome[0]
-            if isinstance(token, CallFailure):
-                failure = iam_failure(settings, token)
-                TOKEN_CACHE.settle(ticket.key, failure)
-                return failure
-            mask_secret_value(token.value)
-            TOKEN_CACHE.settle(ticket.key, token)
-            self.log.info(
-                "Got a new IAM token for user %r (valid until %s, renewed from %s)",
-                settings.login,
-                token.expires_at.isoformat(timespec="seconds"),
-                token.refresh_at.isoformat(timespec="seconds"),
-            )
-            return token.value
+            token = self._drive(fetch_token(self.settings, log=self.log))
+            if isinstance(token, IamToken):
+                mask_secret_value(token.value)
+            return settle_token(ticket.key, token, user=self.settings.login, log=self.log)
 
     # ----------------------------------------------------------------- calls
 
@@ -523,15 +508,6 @@ def mask_secret_value(value: str) -> None:
     from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(value)
-
-
-def iam_request(settings: ConnectionSettings) -> api.ApiRequest:
-    return api.iam_token_request(
-        user=settings.login or "",
-        password=settings.secret or "",
-        domain=settings.domain_name or "",
-        project_id=settings.project_id,
-    )
 
 
 def json_from_answer(answer: Answer, operation: str) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
@@ -24,15 +24,18 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from yarl import URL
 
 from airflow_provider_dataqc.core import api
-from airflow_provider_dataqc.core.auth import (
-    TOKEN_CACHE,
-    PreparedRequest,
-    iam_failure,
-    parse_token_answer,
-    recording,
-    token_cache_key,
+from airflow_provider_dataqc.core.auth import TOKEN_CACHE, IamToken, PreparedRequest, settle_token, token_cache_key
+from airflow_provider_dataqc.core.calls import (
+    Action,
+    Answer,
+    CallPlan,
+    GetToken,
+    NoAnswer,
+    Send,
+    Sleep,
+    call,
+    fetch_token,
 )
-from airflow_provider_dataqc.core.calls import Answer, CallPlan, GetToken, NoAnswer, Send, Sleep, call
 from airflow_provider_dataqc.core.errors import CallFailure, request_id_of
 from airflow_provider_dataqc.core.settings import ConnectionSettings, InvalidSettingError, resolve_workspace
 from airflow_provider_dataqc.core.status import Outcome, ResourceStatus, assess, describe
@@ -41,12 +44,12 @@ from airflow_provider_dataqc.hooks.dataqc import (
     DataQCApiError,
     DataQCHook,
     error_for,
-    iam_request,
     mask_secret_value,
     settings_from_connection,
     status_from_answer,
 )
 
+_T = TypeVar("_T")
 _AsyncMask = Callable[[str], Awaitable[None]]
 try:  # Airflow 3: tells the supervisor without a blocking round trip from the event loop
     from airflow.sdk.log import amask_secret as _amask_secret_sdk
@@ -267,8 +270,8 @@ class AsyncDataQCClient:
         """See :meth:`DataQCHook.get_resource_status`."""
         return await self.status(self.status_request(resource_id, workspace=workspace))
 
-    async def _run(self, plan: CallPlan) -> Answer:
-        """Drive a call plan with ``aiohttp`` and ``asyncio.sleep``."""
+    async def _drive(self, plan: Generator[Action, Any, _T]) -> _T:
+        """Run a call plan with ``aiohttp`` and ``asyncio.sleep`` and return what it returns."""
         reply: Any = None
         try:
             while True:
@@ -283,17 +286,19 @@ class AsyncDataQCClient:
                 else:  # pragma: no cover - the plan yields nothing else
                     raise TypeError(f"unknown action {action!r}")
         except StopIteration as done:
-            outcome = done.value
+            return done.value  # type: ignore[no-any-return]
         finally:
             plan.close()
+
+    async def _run(self, plan: CallPlan) -> Answer:
+        outcome = await self._drive(plan)
         if isinstance(outcome, CallFailure):
             raise error_for(outcome)
         return outcome
 
     async def _token(self, rejected: str | None) -> str | CallFailure:
-        """A current IAM token for ``auth_type="password"``: cached per process, one fetch at a
-        time per user (under an ``asyncio.Lock``), and callers that waited for a fetch share its
-        token or its failure."""
+        """A current IAM token for ``auth_type="password"``: as :meth:`DataQCHook._token`, with the
+        fetch serialised by an ``asyncio.Lock`` and the token masked without blocking the loop."""
         settings = self._settings()
         ticket = TOKEN_CACHE.ticket(token_cache_key(settings), rejected)
         if ticket.token is not None:
@@ -303,27 +308,10 @@ class AsyncDataQCClient:
             shared = TOKEN_CACHE.shared(ticket)
             if shared is not None:
                 return shared
-            outcome: list[Answer | CallFailure] = []
-            try:
-                answer = await self._run(recording(call(settings, iam_request(settings), log=self.log), outcome))
-                token = parse_token_answer(answer.status_code, answer.headers, answer.body)
-            except DataQCApiError:
-                if not outcome or not isinstance(outcome[0], CallFailure):
-                    raise
-                token = outcome[0]
-            if isinstance(token, CallFailure):
-                failure = iam_failure(settings, token)
-                TOKEN_CACHE.settle(ticket.key, failure)
-                return failure
-            await _mask(token.value)
-            TOKEN_CACHE.settle(ticket.key, token)
-            self.log.info(
-                "Got a new IAM token for user %r (valid until %s, renewed from %s)",
-                settings.login,
-                token.expires_at.isoformat(timespec="seconds"),
-                token.refresh_at.isoformat(timespec="seconds"),
-            )
-            return token.value
+            token = await self._drive(fetch_token(settings, log=self.log))
+            if isinstance(token, IamToken):
+                await _mask(token.value)
+            return settle_token(ticket.key, token, user=self._settings().login, log=self.log)
 
     async def _send(self, prepared: PreparedRequest) -> Answer | NoAnswer:
         assert self._shared is not None, "use AsyncDataQCClient as an async context manager"
