@@ -186,3 +186,17 @@ def test_execute_complete_refuses_unknown_event_shapes(event: Any) -> None:
 
     with pytest.raises(AirflowException):
         make_sensor("r").execute_complete({}, event)
+
+
+def test_a_failed_first_poke_is_handed_to_the_trigger(fresh_emulator: Emulator, use_connection: Any) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_dataqc.testing.emulator import FaultPlan
+
+    use_connection(fresh_emulator, max_retries=0)
+    fresh_emulator.faults = FaultPlan(rate=1.0, mix={"http503": 1.0})
+    sensor = make_sensor(unique("success-1"), max_consecutive_errors=3)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    # The budget is for failures in a row: the trigger starts from the poke's one.
+    assert deferred.value.trigger.consecutive_errors == 1

@@ -323,6 +323,18 @@ async def test_persistent_errors_give_one_error_event_after_max_consecutive_erro
     assert elapsed < 3 * interval - 0.1  # two sleeps; none after the last poll
 
 
+async def test_failures_counted_before_deferring_use_up_the_budget(
+    fresh_emulator: Emulator, use_connection: Any
+) -> None:
+    use_connection(fresh_emulator, max_retries=0)
+    fresh_emulator.faults = FaultPlan(rate=1.0, mix={"http503": 1.0})
+    rid = unique("success-1")
+    trigger = DataQCResourceStatusTrigger(rid, poll_interval=0.01, max_consecutive_errors=3, consecutive_errors=2)
+    event = await first_event(trigger)
+    assert event["status"] == "error" and "gave up after 3 failed polls in a row" in event["message"]
+    assert fresh_emulator.count("status", resource_id=rid) == 1  # the sensor's two failed pokes came first
+
+
 async def test_errors_without_an_answer_are_transient_too(use_connection: Any) -> None:
     with socket.socket() as sock:  # a loopback port nothing listens on
         sock.bind(("127.0.0.1", 0))

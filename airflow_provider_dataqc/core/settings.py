@@ -81,7 +81,8 @@ def encode_path_id(value: Any, name: str) -> str:
     return quote(value, safe="")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if host in {"localhost", "localhost.localdomain"}:
         return True
     try:
@@ -125,7 +126,7 @@ def normalise_endpoint(
             f"{field_name} {scheme}://{parts.netloc}… must not have a path, query or fragment: "
             "give only scheme://host[:port]"
         )
-    if scheme == "http" and not allow_insecure_http and not _is_loopback(host):
+    if scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InvalidSettingError(
             f"{field_name} {text!r:.80} uses plain http to a non-loopback host: tokens and signatures "
             "would travel in clear text. Use https, or set extra allow_insecure_http=true to accept the risk"

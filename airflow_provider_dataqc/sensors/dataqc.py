@@ -98,6 +98,8 @@ class StatusWaiter:
             wait_for_file=self.wait_for_file,
             end_time=time.time() + timeout if timeout else None,
             max_consecutive_errors=self.max_consecutive_errors,
+            # A failed first poke counts: the budget is for failures in a row.
+            consecutive_errors=getattr(self, "_consecutive_errors", 0),
         )
 
     def _complete(self, event: Any) -> dict[str, Any]:

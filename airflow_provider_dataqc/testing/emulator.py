@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import json
 import random
@@ -63,6 +62,7 @@ from airflow_provider_dataqc.core.api import (
     ImportType,
     ObsType,
 )
+from airflow_provider_dataqc.core.settings import is_loopback_host
 from airflow_provider_dataqc.core.status import API_FIELDS, TERMINAL_STATUSES, FileStatus, TaskStatus
 
 __all__ = [
@@ -145,16 +145,6 @@ _QUALITY_HEAD, _QUALITY_TAIL = QUALITY_RESOURCE_PATH.split("{project_id}")
 _SAMPLE_TOPICS = ("Data Quality",)
 _SAMPLE_DIRECTORIES = ("/quality/rules",)
 _SAMPLE_CONNECTIONS = ({"name": "dws_default", "type": "DWS"},)
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` names this machine only (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _iso(epoch: float) -> str:

@@ -38,7 +38,7 @@ from airflow_provider_dataqc.core.calls import (
 )
 from airflow_provider_dataqc.core.errors import CallFailure, request_id_of
 from airflow_provider_dataqc.core.settings import ConnectionSettings, InvalidSettingError, resolve_workspace
-from airflow_provider_dataqc.core.status import Outcome, ResourceStatus, assess, describe
+from airflow_provider_dataqc.core.status import Outcome, ResourceStatus, assess
 from airflow_provider_dataqc.hooks.dataqc import (
     MAX_ANSWER_BYTES,
     DataQCApiError,
@@ -394,6 +394,8 @@ class DataQCResourceStatusTrigger(BaseTrigger):
     :param end_time: epoch seconds after which a ``timeout`` event ends the wait.
     :param max_consecutive_errors: transient failed polls in a row before giving up.
     :param project_id: overrides the connection's extra ``project_id``.
+    :param consecutive_errors: failed polls in a row already counted before deferring
+        (the sensor's first poke).
     """
 
     def __init__(
@@ -406,6 +408,7 @@ class DataQCResourceStatusTrigger(BaseTrigger):
         end_time: float | None = None,
         max_consecutive_errors: int = 3,
         project_id: str | None = None,
+        consecutive_errors: int = 0,
     ) -> None:
         super().__init__()
         self.resource_id = resource_id
@@ -416,6 +419,7 @@ class DataQCResourceStatusTrigger(BaseTrigger):
         self.end_time = float(end_time) if end_time is not None else None
         self.max_consecutive_errors = max(int(max_consecutive_errors), 1)
         self.project_id = project_id
+        self.consecutive_errors = max(int(consecutive_errors), 0)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -429,6 +433,7 @@ class DataQCResourceStatusTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "project_id": self.project_id,
+                "consecutive_errors": self.consecutive_errors,
             },
         )
 
@@ -454,52 +459,91 @@ class DataQCResourceStatusTrigger(BaseTrigger):
 
     async def _poll(self, client: AsyncDataQCClient) -> dict[str, Any]:
         request = client.status_request(self.resource_id)
-        errors = 0
-        last: ResourceStatus | None = None
+        progress = _Progress()
+        progress.errors = self.consecutive_errors
         while True:
             if self._timed_out():
-                return self._timeout_event(last)
-            try:
-                status = await client.status(
-                    request, within=self.end_time - time.time() if self.end_time is not None else None
-                )
-            except DataQCApiError as err:
-                errors += 1
-                if not err.transient or errors >= self.max_consecutive_errors:
-                    return _error_event(err, errors)
-                self.log.warning(
-                    "Poll %d/%d of %r failed, polling again in %gs: %s",
-                    errors,
-                    self.max_consecutive_errors,
-                    self.resource_id,
-                    self.poll_interval,
-                    err,
-                )
-            else:
-                errors, last = 0, status
-                verdict = assess(status, wait_for_file=self.wait_for_file)
-                if verdict.outcome is Outcome.SUCCESS:
-                    return {"status": EVENT_SUCCESS, "message": verdict.message, "record": status.to_dict()}
-                if verdict.outcome is Outcome.FAILED:
-                    return {"status": EVENT_FAILED, "message": verdict.message, "record": status.to_dict()}
-                (self.log.warning if verdict.unknown_status else self.log.info)("%s", verdict.message)
+                return self._timeout_event(progress.last_record)
+            event = await self._poll_once(client, request, progress)
+            if event is not None:
+                return event
             await asyncio.sleep(self._next_sleep())
+
+    async def _poll_once(
+        self, client: AsyncDataQCClient, request: api.ApiRequest, progress: _Progress
+    ) -> dict[str, Any] | None:
+        """One poll: the final event, or ``None`` to poll again. Kept apart from :meth:`_poll`
+        so nothing of the answer stays alive while thousands of triggers sleep."""
+        try:
+            status = await client.status(
+                request, within=self.end_time - time.time() if self.end_time is not None else None
+            )
+        except DataQCApiError as err:
+            progress.errors += 1
+            if not err.transient or progress.errors >= self.max_consecutive_errors:
+                return _error_event(err, progress.errors)
+            self.log.warning(
+                "Poll %d/%d of %r failed, polling again in %gs: %s",
+                progress.errors,
+                self.max_consecutive_errors,
+                self.resource_id,
+                self.poll_interval,
+                err,
+            )
+            return None
+        progress.errors = 0
+        verdict = assess(status, wait_for_file=self.wait_for_file)
+        if verdict.outcome is Outcome.SUCCESS:
+            return {"status": EVENT_SUCCESS, "message": verdict.message, "record": status.to_dict()}
+        if verdict.outcome is Outcome.FAILED:
+            return {"status": EVENT_FAILED, "message": verdict.message, "record": status.to_dict()}
+        if self.end_time is not None:
+            progress.last_record = status.to_dict()
+        if verdict.unknown_status:
+            self.log.warning("%s", verdict.message)
+        elif progress.worth_telling((status.status, status.file_status)):
+            self.log.info("%s", verdict.message)
+        else:
+            self.log.debug("%s", verdict.message)
+        return None
 
     def _timed_out(self) -> bool:
         return self.end_time is not None and time.time() >= self.end_time
 
-    def _timeout_event(self, last: ResourceStatus | None) -> dict[str, Any]:
-        seen = f"; last seen: {describe(last)}" if last is not None else ""
+    def _timeout_event(self, last: dict[str, Any] | None) -> dict[str, Any]:
+        seen = f"; last seen: status={last.get('status')}, file_status={last.get('file_status')}" if last else ""
         return {
             "status": EVENT_TIMEOUT,
             "message": f"Stopped waiting for DataArts Quality task {self.resource_id!r}: the timeout passed{seen}",
-            "record": last.to_dict() if last is not None else None,
+            "record": last,
         }
 
     def _next_sleep(self) -> float:
         if self.end_time is None:
             return self.poll_interval
         return max(min(self.poll_interval, self.end_time - time.time()), 0.0)
+
+
+class _Progress:
+    """What one trigger remembers between polls (kept small: thousands of them sleep at once)."""
+
+    #: A still-waiting status is logged at INFO when it changes, and at least this often.
+    INFO_EVERY_SECONDS = 600.0
+
+    __slots__ = ("_told", "_told_at", "errors", "last_record")
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.last_record: dict[str, Any] | None = None
+        self._told: tuple[str | None, ...] | None = None
+        self._told_at = 0.0
+
+    def worth_telling(self, state: tuple[str | None, ...]) -> bool:
+        now = time.monotonic()
+        if state != self._told or now - self._told_at >= self.INFO_EVERY_SECONDS:
+            self._told, self._told_at = state, now
+            return True
+        return False
 
 
 def _error_event(err: DataQCApiError, errors: int = 1) -> dict[str, Any]:
