@@ -20,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / ".demo"
 AIRFLOW_HOME = DEMO / "airflow"
+#: The ``airflow`` command of the virtualenv running this script (not whatever is on PATH).
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,11 @@ def main() -> int:
     )
     results: list[tuple[Run, bool, float]] = []
     try:
-        subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True, text=True)
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, text=True)
         for run in RUNS:
             started = time.monotonic()
             done = subprocess.run(
-                ["airflow", "dags", "test", run.dag_id, "--conf", json.dumps(run.conf)],
+                [AIRFLOW, "dags", "test", run.dag_id, "--conf", json.dumps(run.conf)],
                 env=env,
                 capture_output=True,
                 text=True,
