@@ -604,7 +604,7 @@ def _download(download: Any) -> list[str]:
 
 def _suggestions(sections: dict[str, Any]) -> list[str]:
     """Concrete changes suggested by the profiles (the figures are this run's)."""
-    out = ["## Profile findings and suggested changes", ""]
+    out = ["## Profile findings, and what was changed because of them", ""]
     poke = sections.get("poke")
     items: list[str] = []
     if _ok(poke):
@@ -624,13 +624,10 @@ def _suggestions(sections: dict[str, Any]) -> list[str]:
                 f"verdict, INFO line, streaming read) ≈ {_f((ours - notrust) * 1000, 0)} µs. In the profile "
                 f"`Session.request` is {_f(share, 0)} % of the poke and `prepare_request`'s setting merges "
                 f"{_f(merges, 0)} µs: requests 2.34 checks `isinstance(x, SupportsItems)`, a runtime `Protocol`, "
-                "in every `to_key_val_list` call of those merges, which is slow on Python 3.11. Suggested change in "
-                "`hooks/dataqc.py` `_RequestsTransport.send`: build `req = requests.Request(prepared.method, "
-                "prepared.url, headers=dict(prepared.headers), data=prepared.body).prepare()` and call "
-                "`self.session.send(req, timeout=(...), allow_redirects=False, stream=True, "
-                "verify=self.session.verify)` instead of `self.session.request(...)` (no session-level headers, "
-                "cookies or auth are used, so nothing is lost; add `Accept-Encoding: gzip, deflate` to the "
-                "prepared headers to keep compression)."
+                "in every `to_key_val_list` call of those merges, which is slow on Python 3.11. Applied: "
+                "`_RequestsTransport.send` builds `requests.Request(...).prepare()` and calls `session.send(...)` "
+                "(no session-level headers, cookies or auth are used, so nothing is lost); the figures above are "
+                "measured with it."
             )
         log = comps.get("log line (structlog)")
         if log:
@@ -665,9 +662,9 @@ def _suggestions(sections: dict[str, Any]) -> list[str]:
                 items.append(
                     f"**Trigger poll — one INFO log line per poll** is ≈ {_f(log['us_per_op'], 0)} µs per poll under "
                     f"the profiler ({_f(log['share'] * 100, 0)} % of the poll). On a triggerer with thousands of waits "
-                    "it is also most of the log volume. Suggested change in `triggers/dataqc.py` `_poll`: remember the "
-                    "last `(status, file_status)` and log at INFO only on the first poll and when it changes (DEBUG "
-                    "otherwise), e.g. `if key != last: self.log.info(...); last = key`."
+                    "it is also most of the log volume. Applied: a still-waiting status is logged at INFO when "
+                    "`(status, file_status)` changes and at least every 10 minutes, at DEBUG otherwise (the figure "
+                    "is what remains: DEBUG calls still cost their filtering)."
                 )
             plan = comps.get("call plan (core.calls.call)")
             prep = comps.get("prepare: URL, headers, auth (core.auth)")
@@ -701,12 +698,10 @@ def _suggestions(sections: dict[str, Any]) -> list[str]:
                 "asyncio bookkeeping and the coroutine frames of the wait itself, but about "
                 f"{_f(record, 0)} bytes are the last status record kept alive across the sleep: the decoded JSON "
                 "strings, `ResourceStatus.raw` (a copy of the payload) and the verdict message, held by the `status`, "
-                "`verdict` and `last` locals of `DataQCResourceStatusTrigger._poll`. Suggested change: do the "
-                "per-poll work in a helper (`_poll_once(client, request) -> (event | None, summary)`) so those locals "
-                "die before `await asyncio.sleep(...)`, and keep `last` only when `end_time` is set (it feeds the "
-                "timeout event), as a compact `describe(status)` string plus `status.to_dict()` built only when the "
-                "timeout event is sent. That also means fewer objects promoted to the oldest GC generation per poll, "
-                "so fewer full collections."
+                "`verdict` and `last` locals of the poll loop. Applied: the per-poll work runs in "
+                "`DataQCResourceStatusTrigger._poll_once`, so those locals die before `await asyncio.sleep(...)`, "
+                "and the last record is kept only when `end_time` is set (it feeds the timeout event); the table "
+                "above is measured with it."
             )
         slow = _scale_runs(scale, interval=10.0)
         tuned = [r for r in scale if _ok(r) and r.get("what_if")]

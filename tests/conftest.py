@@ -84,6 +84,23 @@ def connection_json(emu: Emulator, auth_type: str = "token", **extra: Any) -> st
     return json.dumps(conn)
 
 
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch,
+    emu: Any,
+    conn_id: str,
+    mode: str,
+    *,
+    password: str | None = None,
+    **extra: Any,
+) -> str:
+    """Point ``conn_id`` at ``emu`` with auth ``mode``; ``password`` replaces the good secret."""
+    conn = json.loads(connection_json(emu, mode, **extra))
+    if password is not None:
+        conn["password"] = password
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return conn_id
+
+
 @pytest.fixture
 def use_connection(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``use_connection(emu, auth_type="token", conn_id="dataqc_default", **extra)``."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, connection_json
+from conftest import REPO, set_connection
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -53,23 +53,6 @@ WRONG_TOKEN = "wrong-iam-token-51be2c"
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def set_connection(
-    monkeypatch: pytest.MonkeyPatch,
-    emu: Emulator,
-    conn_id: str,
-    mode: str,
-    *,
-    password: str | None = None,
-    **extra: Any,
-) -> str:
-    """Point ``conn_id`` at ``emu`` with ``mode``; ``password`` replaces the good secret."""
-    conn = json.loads(connection_json(emu, mode, **extra))
-    if password is not None:
-        conn["password"] = password
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-    return conn_id
 
 
 def mode_connection(monkeypatch: pytest.MonkeyPatch, emu: Emulator, name: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import connection_json
+from conftest import set_connection
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -46,22 +46,6 @@ WRONG_PASSWORD = "wrong-password-c0ffee42"
 WRONG_SK = "WRONGSK1111111111111111111111111111111111"
 #: Every secret a connection of these tests holds.
 FIXED_SECRETS = (DEFAULT_TOKEN, DEFAULT_USER[1], DEFAULT_AKSK[1], SECURITY_TOKEN, WRONG_PASSWORD, WRONG_SK)
-
-
-def set_connection(
-    monkeypatch: pytest.MonkeyPatch,
-    emu: Emulator,
-    conn_id: str,
-    mode: str,
-    *,
-    password: str | None = None,
-    **extra: Any,
-) -> str:
-    conn = json.loads(connection_json(emu, mode, **extra))
-    if password is not None:
-        conn["password"] = password
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-    return conn_id
 
 
 def all_connections(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> None:

@@ -147,6 +147,15 @@ _SAMPLE_DIRECTORIES = ("/quality/rules",)
 _SAMPLE_CONNECTIONS = ({"name": "dws_default", "type": "DWS"},)
 
 
+def _json_object(body: bytes) -> dict[str, Any] | str:
+    """A request's JSON object, or what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "the body is not JSON"
+    return payload if isinstance(payload, dict) else "the body must be a JSON object"
+
+
 def _iso(epoch: float) -> str:
     """IAM's timestamp form: ``2019-02-13T06:52:13.855000Z``."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -1193,12 +1202,9 @@ class Emulator:
         def bad(message: str) -> web.Response:
             return self._error(400, "DQC.0001", f"Invalid parameter: {message}", request_id)
 
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return bad("the body is not JSON")
-        if not isinstance(payload, dict):
-            return bad("the body must be a JSON object")
+        payload = _json_object(body)
+        if isinstance(payload, str):
+            return bad(payload)
         export_type = payload.get("type")
         if export_type not in _EXPORT_TYPES:
             return bad(f"type must be one of {sorted(_EXPORT_TYPES)}")
@@ -1305,12 +1311,9 @@ class Emulator:
         def bad(message: str) -> web.Response:
             return self._error(400, "DQC.0001", f"Invalid parameter: {message}", request_id)
 
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return bad("the body is not JSON")
-        if not isinstance(payload, dict):
-            return bad("the body must be a JSON object")
+        payload = _json_object(body)
+        if isinstance(payload, str):
+            return bad(payload)
         resource_id = payload.get("resource_id")
         if not isinstance(resource_id, str) or not resource_id:
             return bad("resource_id is required")
