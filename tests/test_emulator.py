@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import pytest
 import requests
-from urllib3 import encode_multipart_formdata
 
 from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.auth import IamToken, parse_token_answer, prepare
@@ -110,10 +109,7 @@ def export(emulator: Emulator, workspace: str = "ws-dev", **kwargs: Any) -> str:
 
 
 def upload(emulator: Emulator, content: bytes, workspace: str = "ws-prod", auth: str = "token") -> requests.Response:
-    body, content_type = encode_multipart_formdata(
-        {"type": "rule-template", "file": ("export.zip", content, "application/zip")}
-    )
-    request = api.upload_request(P, workspace, "rule-template", body=body, content_type=content_type)
+    request = api.upload_request(P, workspace, "rule-template", file_name="export.zip", content=content)
     return send(emulator, request, auth=auth)
 
 

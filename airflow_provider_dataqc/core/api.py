@@ -8,8 +8,11 @@ hook, ``aiohttp`` in the trigger); the local emulator serves the same paths.
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.message import Message
 from enum import Enum
 from typing import Any
 
@@ -147,20 +150,52 @@ def export_request(
 
 
 def upload_request(
-    project_id: str, workspace: str, resource_type: Any, *, body: bytes, content_type: str
+    project_id: str,
+    workspace: str,
+    resource_type: Any,
+    *,
+    file_name: str,
+    content: bytes,
+    boundary: str | None = None,
 ) -> ApiRequest:
-    """``POST …/upload`` with an already encoded multipart ``body``."""
-    choose(ImportType, resource_type, "resource_type")
+    """``POST …/upload``: a ``multipart/form-data`` body with the fields ``type`` and ``file``."""
+    kind = choose(ImportType, resource_type, "resource_type")
+    boundary = boundary or uuid.uuid4().hex
+    # A file name cannot break out of its quoted header value.
+    quoted = (os.path.basename(file_name) or "resources.zip").translate(_UNSAFE_IN_QUOTES)
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{kind.value}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{quoted}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n",
+            content,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
     return ApiRequest(
         "upload",
         "POST",
         _resource_path(project_id, "/upload"),
         workspace,
         body=body,
-        content_type=content_type,
+        content_type=f"multipart/form-data; boundary={boundary}",
         idempotent=False,
         unsigned_payload=True,
     )
+
+
+_UNSAFE_IN_QUOTES = str.maketrans({'"': "_", "\r": "_", "\n": "_", "\\": "_"})
+
+
+def file_name_from_disposition(disposition: str | None) -> str | None:
+    """The file name of a ``Content-Disposition`` header (``filename*=`` or ``filename=``),
+    without any directory part, or ``None``."""
+    if not disposition:
+        return None
+    message = Message()
+    message["content-disposition"] = disposition
+    name = message.get_filename()
+    return os.path.basename(name) or None if name else None
 
 
 MappingInput = Mapping[str, str] | Sequence[Mapping[str, Any]] | None

@@ -354,8 +354,9 @@ class DataQCHook(BaseHook):
             request), or the call fails. An upload is never repeated after the service may have acted.
         """
         workspace_id = self._workspace(workspace)
-        body, content_type = encode_upload(resource_type, source, file_name=file_name)
-        request = self._build(api.upload_request, workspace_id, resource_type, body=body, content_type=content_type)
+        name, content = read_upload_source(source, file_name=file_name)
+        request = self._build(api.upload_request, workspace_id, resource_type, file_name=name, content=content)
+        body = request.body or b""
         if self.settings.auth_type is AuthType.AKSK and len(body) > 12 * 1024 * 1024:
             raise DataQCApiError(
                 f"the upload is {len(body)} bytes; AK/SK requests are limited to 12 MB: use token or password auth"
@@ -441,7 +442,12 @@ class DataQCHook(BaseHook):
         answer = self._request(request, sink)
         written: _Written = answer.streamed
         os.replace(written.temp_path, target)
-        return DownloadResult(str(target), written.size, written.sha256, file_name_of(answer.headers))
+        return DownloadResult(
+            str(target),
+            written.size,
+            written.sha256,
+            api.file_name_from_disposition(header(answer.headers, "Content-Disposition")),
+        )
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one authenticated status call for a resource that cannot exist.
@@ -555,33 +561,12 @@ def upload_result_from(payload: Mapping[str, Any]) -> UploadResult:
     )
 
 
-def file_name_of(headers: Mapping[str, str]) -> str | None:
-    """The file name from ``Content-Disposition`` (``filename*=`` or ``filename=``)."""
-    from email.message import Message
-
-    disposition = header(headers, "Content-Disposition")
-    if not disposition:
-        return None
-    message = Message()
-    message["content-disposition"] = disposition
-    name = message.get_filename()
-    return os.path.basename(name) if name else None
-
-
-def encode_upload(
-    resource_type: str, source: str | os.PathLike[str] | BinaryIO, *, file_name: str | None = None
-) -> tuple[bytes, str]:
-    """The multipart body (fields ``type`` and ``file``) and its content type.
+def read_upload_source(source: str | os.PathLike[str] | BinaryIO, *, file_name: str | None = None) -> tuple[str, bytes]:
+    """The name and bytes of a file to upload, from a local path or a binary file object.
 
     :raises DataQCApiError: when ``source`` is a path that does not exist or a file
         object opened in text mode (no request is made).
     """
-    import uuid
-
-    try:
-        kind = api.choose(api.ImportType, resource_type, "resource_type").value
-    except InvalidSettingError as err:
-        raise DataQCApiError(str(err)) from None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -592,20 +577,7 @@ def encode_upload(
         content = source.read()
         if not isinstance(content, (bytes, bytearray)):
             raise DataQCApiError(f"upload source {name!r} must be opened in binary mode ('rb')")
-    if file_name:
-        name = os.path.basename(str(file_name)) or name
-    boundary = uuid.uuid4().hex
-    safe_name = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
-    body = b"".join(
-        [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\n{kind}\r\n'.encode(),
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'.encode(),
-            b"Content-Type: application/octet-stream\r\n\r\n",
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
+    return (os.path.basename(str(file_name)) if file_name else "") or name, bytes(content)
 
 
 # --------------------------------------------------------------------- the requests transport
