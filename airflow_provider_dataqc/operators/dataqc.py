@@ -29,7 +29,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseOperat
 from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.settings import InvalidSettingError
 from airflow_provider_dataqc.hooks.dataqc import DataQCApiError, DataQCHook
-from airflow_provider_dataqc.sensors.dataqc import StatusWaiter
+from airflow_provider_dataqc.sensors.dataqc import DEFERRAL_TIMEOUT_GRACE, StatusWaiter
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -92,7 +92,8 @@ class _WaitingOperator(StatusWaiter, BaseOperator):
                     poll_interval=self.poll_interval, timeout=self.wait_timeout, dataqc_conn_id=self.dataqc_conn_id
                 ),
                 method_name="execute_complete",
-                timeout=timedelta(seconds=self.wait_timeout),
+                # A backstop after the trigger's own timeout event, as for the sensor.
+                timeout=timedelta(seconds=self.wait_timeout) + DEFERRAL_TIMEOUT_GRACE,
             )
         while True:
             if time.monotonic() >= deadline:
