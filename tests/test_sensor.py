@@ -128,3 +128,18 @@ def test_dag_run_times_out(emulator: Emulator, use_connection: Any, run_dag: Any
     state, tasks = run_dag("dataqc_sensor_poke", files=(DAG_FILE,), conf={"resource_id": rid})
     assert state == "failed" and tasks == {"wait": "failed"}
     assert 2 <= emulator.count("status", resource_id=rid) < 100
+
+
+def test_a_connection_in_uri_form_works(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import urlsplit
+
+    from airflow_provider_dataqc.testing.emulator import DEFAULT_PROJECT_ID, DEFAULT_TOKEN
+
+    where = urlsplit(emulator.url)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATAQC_URI",
+        f"dataqc://:{DEFAULT_TOKEN}@{where.hostname}:{where.port}/"
+        f"?project_id={DEFAULT_PROJECT_ID}&workspace=ws-dev&scheme=http",
+    )
+    done = sensor(unique("success-0"), dataqc_conn_id="dataqc_uri").poke({})
+    assert isinstance(done, PokeReturnValue) and done.xcom_value["status"] == "SUCCESS"
