@@ -122,22 +122,21 @@ def service_error(payload: Any) -> tuple[str | None, str | None]:
     return (str(code) if code not in (None, "") else None, str(msg) if msg not in (None, "") else None)
 
 
-def failure_from_answer(
-    operation: str, status_code: int, headers: Mapping[str, str], body: bytes, *, problem: str | None = None
-) -> CallFailure:
-    """Describe an HTTP answer that cannot be used (an error status, or a bad
-    success body when ``problem`` is given)."""
+def failure_from_answer(operation: str, status_code: int, headers: Mapping[str, str], body: bytes) -> CallFailure:
+    """Describe an answer with an error status: the service's ``error_code`` and
+    ``error_msg`` when its body has them, else what is wrong with the body and a
+    short excerpt of it."""
     payload, decode_problem = decode_json(body)
     error_code, error_msg = service_error(payload)
-    quoted = None if (error_code or error_msg) and problem is None else excerpt(body) or None
+    known = bool(error_code or error_msg)
     return CallFailure(
         operation=operation,
         status_code=status_code,
         error_code=error_code,
         error_msg=error_msg,
         request_id=request_id_of(headers),
-        problem=problem or (None if (error_code or error_msg) else decode_problem),
-        body_excerpt=quoted,
+        problem=None if known else decode_problem,
+        body_excerpt=None if known else excerpt(body) or None,
         retry_after=parse_retry_after(header(headers, "Retry-After")),
         not_processed=status_code == 429,
     )
