@@ -146,11 +146,6 @@ class DownloadResult:
         }
 
 
-def error_for(failure: CallFailure) -> DataQCApiError:
-    """The exception raised for a failed call."""
-    return DataQCApiError.from_failure(failure)
-
-
 class DataQCHook(BaseHook):
     """Calls Huawei Cloud DataArts Studio Data Quality with a ``dataqc`` connection.
 
@@ -269,7 +264,7 @@ class DataQCHook(BaseHook):
     def _run(self, plan: CallPlan, sink: _DownloadSink | None = None) -> Answer:
         outcome = self._drive(plan, sink)
         if isinstance(outcome, CallFailure):
-            raise error_for(outcome)
+            raise DataQCApiError.from_failure(outcome)
         return outcome
 
     def _request(self, request: api.ApiRequest, sink: _DownloadSink | None = None) -> Answer:
@@ -519,7 +514,7 @@ def mask_secret_value(value: str) -> None:
 def json_from_answer(answer: Answer, operation: str) -> dict[str, Any]:
     result = read_json_object(answer, operation)
     if isinstance(result, CallFailure):
-        raise error_for(result)
+        raise DataQCApiError.from_failure(result)
     return result
 
 
@@ -529,7 +524,7 @@ def status_from_answer(answer: Answer, operation: str) -> ResourceStatus:
     try:
         return ResourceStatus.from_api(payload, request_id=header(answer.headers, "X-Request-Id"))
     except StatusPayloadError as err:
-        raise error_for(
+        raise DataQCApiError.from_failure(
             CallFailure(
                 operation=operation,
                 status_code=answer.status_code,

@@ -43,7 +43,6 @@ from airflow_provider_dataqc.hooks.dataqc import (
     MAX_ANSWER_BYTES,
     DataQCApiError,
     DataQCHook,
-    error_for,
     mask_secret_value,
     settings_from_connection,
     status_from_answer,
@@ -293,7 +292,7 @@ class AsyncDataQCClient:
     async def _run(self, plan: CallPlan) -> Answer:
         outcome = await self._drive(plan)
         if isinstance(outcome, CallFailure):
-            raise error_for(outcome)
+            raise DataQCApiError.from_failure(outcome)
         return outcome
 
     async def _token(self, rejected: str | None) -> str | CallFailure:
