@@ -48,7 +48,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from airflow_provider_dataqc.core.api import ApiRequest, iam_token_request
-from airflow_provider_dataqc.core.auth import IamToken, PreparedRequest, iam_failure, parse_token_answer, prepare
+from airflow_provider_dataqc.core.iam import IamToken, iam_failure, parse_token_answer
+from airflow_provider_dataqc.core.prepare import PreparedRequest, prepare
 from airflow_provider_dataqc.core.errors import (
     CallFailure,
     decode_json,
