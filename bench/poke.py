@@ -310,20 +310,20 @@ COMPONENTS = (
     ("sensor construction (BaseOperator.__init__)", "airflow/sdk/bases/operator.py", "apply_defaults"),
     (
         "connection settings (settings_from_connection)",
-        "airflow_provider_dataqc/hooks/dataqc.py",
+        "airflow_provider_dataqc/hooks/connection.py",
         "settings_from_connection",
     ),
     ("new requests.Session", "requests/sessions.py", "__init__"),
     ("call plan (core.calls.call)", "airflow_provider_dataqc/core/calls.py", "call"),
-    ("prepare: URL, headers, auth (core.auth)", "airflow_provider_dataqc/core/auth.py", "prepare"),
+    ("prepare: URL, headers, auth (core.prepare)", "airflow_provider_dataqc/core/prepare.py", "prepare"),
     ("AK/SK signing (core.signer.sign)", "airflow_provider_dataqc/core/signer.py", "sign"),
-    ("status record parsing", "airflow_provider_dataqc/hooks/dataqc.py", "status_from_answer"),
+    ("status record parsing", "airflow_provider_dataqc/core/answers.py", "read_status"),
     ("verdict (core.status.assess)", "airflow_provider_dataqc/core/status.py", "assess"),
     ("requests Session.request", "requests/sessions.py", "request"),
     ("  of which prepare_request (setting merges)", "requests/sessions.py", "prepare_request"),
     ("aiohttp ClientSession._request", "aiohttp/client.py", "_request"),
-    ("transport send (hook/trigger _send)", "airflow_provider_dataqc/hooks/dataqc.py", "send"),
-    ("transport send (hook/trigger _send)", "airflow_provider_dataqc/triggers/dataqc.py", "_send"),
+    ("transport send (hook/trigger _send)", "airflow_provider_dataqc/hooks/transport.py", "send"),
+    ("transport send (hook/trigger _send)", "airflow_provider_dataqc/hooks/dataqc_async.py", "_send"),
 )
 
 

@@ -56,15 +56,15 @@ def _instrument(kind: str) -> None:
 
         AsyncDataQCClient._send = counted_send  # type: ignore[method-assign]
     else:
-        from airflow_provider_dataqc.hooks.dataqc import _RequestsTransport
+        from airflow_provider_dataqc.hooks.transport import RequestsTransport
 
-        sync_send = _RequestsTransport.send
+        sync_send = RequestsTransport.send
 
         def counted_sync_send(self: Any, prepared: Any, *args: Any, **kwargs: Any) -> Any:
             counts[prepared.operation] += 1  # Counter += is not atomic across threads: close enough
             return sync_send(self, prepared, *args, **kwargs)
 
-        _RequestsTransport.send = counted_sync_send  # type: ignore[method-assign]
+        RequestsTransport.send = counted_sync_send  # type: ignore[method-assign]
 
 
 def _make_trigger(kind: str, resource_id: str, conn_id: str, interval: float) -> Any:

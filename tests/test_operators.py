@@ -49,8 +49,9 @@ def test_round_trip_dag_in_poke_and_deferrable_mode(
     assert exports.keys() == {(1, 2), (3, 4)}
     assert xcoms["export_poke"]["return_value"] == exports[(1, 2)]
     assert xcoms["export_deferred"]["return_value"] == exports[(3, 4)]
-    assert xcoms["export_deferred"]["dataqc_result"] == exports[(3, 4)]  # kept across the deferral
-    assert xcoms["export_poke"]["dataqc_result"] is None  # nothing to keep when not deferred
+    # The result travels in the trigger event: no side-channel XCom in either mode.
+    assert xcoms["export_deferred"]["dataqc_result"] is None
+    assert xcoms["export_poke"]["dataqc_result"] is None
 
     # Download: to a rendered local path and to a file:// URL; XCom destination, size, sha256.
     local = xcoms["download_local"]["return_value"]
@@ -76,7 +77,7 @@ def test_round_trip_dag_in_poke_and_deferrable_mode(
         assert set(result) == UPLOAD_FIELDS
         assert result["resource_id"] == uploads[file_name]["resource_id"]
         assert result["directories"] == ["/emulator/rule-template"] and result["topics"] == ["Emulated Topic"]
-    assert xcoms["import_deferred"]["dataqc_result"] == xcoms["import_deferred"]["return_value"]
+    assert xcoms["import_deferred"]["dataqc_result"] is None  # carried by the trigger event
 
     # What landed in ws-prod, with the rendered mappings; nothing in ws-dev.
     imported = {item["name"]: item for item in fresh_emulator.imported("ws-prod")}

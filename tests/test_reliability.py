@@ -29,7 +29,7 @@ from werkzeug import Response
 from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.calls import (
     Answer,
-    GetToken,
+    Exclusive,
     NoAnswer,
     Send,
     Sleep,
@@ -260,7 +260,7 @@ def test_retries_stop_at_max_retries_and_within_the_total_time() -> None:
     sleeps = [a.seconds for a in actions if isinstance(a, Sleep)]
     assert sleeps == [1.0, 2.0, 4.0]  # the next wait (8 s) would end past the 10 s budget
     assert clock[0] <= 10 and sum(isinstance(a, Send) for a in actions) == 4
-    assert not any(isinstance(a, GetToken) for a in actions)
+    assert not any(isinstance(a, Exclusive) for a in actions)  # no token fetch
 
     clock[0] = 0.0
     refused = NoAnswer("connection refused", maybe_processed=False)

@@ -2,7 +2,7 @@
 
 Pure: no Airflow import, no I/O. :func:`call` is a generator that *describes*
 the steps of a call and is driven by a transport: it yields :class:`Send`,
-:class:`Sleep` and :class:`GetToken` actions and is sent back what happened.
+:class:`Sleep`, :class:`Mask` and :class:`Exclusive` actions and is sent back what happened.
 The sync hook drives it with ``requests`` and ``time.sleep``; the trigger drives
 it with ``aiohttp`` and ``asyncio.sleep``. Neither holds a copy of the policy.
 
@@ -44,21 +44,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from airflow_provider_dataqc.core.api import ApiRequest, iam_token_request
+from airflow_provider_dataqc.core.errors import CallFailure, failure_from_answer
 from airflow_provider_dataqc.core.iam import IamToken, iam_failure, parse_token_answer
 from airflow_provider_dataqc.core.prepare import PreparedRequest, prepare
-from airflow_provider_dataqc.core.errors import (
-    CallFailure,
-    decode_json,
-    excerpt,
-    failure_from_answer,
-    request_id_of,
-    service_error,
-)
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, RetrySettings
+from airflow_provider_dataqc.core.tokens import TOKEN_CACHE, TokenTicket, settle_token, token_cache_key
 
 
 class Log(Protocol):
@@ -117,15 +111,24 @@ class Sleep:
 
 
 @dataclass(frozen=True)
-class GetToken:
-    """Reply with a current IAM token (``str``) or the :class:`CallFailure` of getting one.
-    ``rejected`` is a token the service just refused: drop it and get a new one."""
+class Mask:
+    """Register ``secret`` with the log masker (a new IAM token); reply with ``None``."""
 
-    rejected: str | None = None
+    secret: str = field(repr=False)
 
 
-Action = Send | Sleep | GetToken
-CallPlan = Generator[Action, Any, Answer | CallFailure]
+@dataclass(frozen=True)
+class Exclusive:
+    """Run ``plan`` (its actions driven as any others) holding the lock for ``key`` — one
+    holder per key in the process, a thread lock in the hook, an ``asyncio.Lock`` in the
+    trigger — and reply with what ``plan`` returns."""
+
+    key: tuple[str, ...]
+    plan: Generator[Any, Any, Any] = field(repr=False)
+
+
+Action = Send | Sleep | Mask | Exclusive
+CallPlan = Generator[Action, Any, "Answer | CallFailure"]
 
 
 def is_transient(failure: CallFailure) -> bool:
@@ -186,7 +189,7 @@ def call(
     refreshed = False
     while True:
         if needs_token:
-            got = yield GetToken(rejected=rejected)
+            got = yield from obtain_token(settings, rejected, log=log)
             if isinstance(got, CallFailure):
                 return got
             token, rejected = got, None
@@ -233,49 +236,10 @@ def call(
         yield Sleep(wait)
 
 
-#: ``error_code`` values that mean success (the docs' example of a processed request).
-SUCCESS_ERROR_CODES = frozenset({"DQC.0000"})
-
-
-def read_json_object(answer: Answer, operation: str) -> dict[str, Any] | CallFailure:
-    """The JSON object of a successful answer, or a failure that names what is wrong
-    with it (empty, cut, not UTF-8, not JSON, not an object, or a 200 carrying an
-    ``error_code``) and quotes a short, sanitised excerpt."""
-
-    def bad(problem: str, **known: Any) -> CallFailure:
-        return CallFailure(
-            operation=operation,
-            status_code=answer.status_code,
-            request_id=request_id_of(answer.headers),
-            problem=problem,
-            body_excerpt=excerpt(answer.body) or None,
-            **known,
-        )
-
-    # The message already names the HTTP status: say what is wrong with the body.
-    if answer.truncated:
-        return bad("a success status but the body is larger than the client reads; cut")
-    payload, problem = decode_json(answer.body)
-    if problem is not None:
-        return bad(f"a success status but {problem}")
-    if not isinstance(payload, dict):
-        return bad(f"a success status but the JSON body is a {type(payload).__name__}, not an object")
-    error_code, error_msg = service_error(payload)
-    if error_code and error_code not in SUCCESS_ERROR_CODES:
-        return bad(
-            "a success status but the body carries an error",
-            error_code=error_code,
-            error_msg=error_msg,
-        )
-    return payload
-
-
 def fetch_token(settings: ConnectionSettings, *, log: Log) -> Generator[Action, Any, IamToken | CallFailure]:
     """The steps of getting a new IAM token for ``auth_type="password"``: the token request
     under the same retry policy, its answer read. A failure names IAM's status and message,
-    the user and what to check, never the password. Drivers run this holding the fetch lock
-    of :data:`~airflow_provider_dataqc.core.auth.TOKEN_CACHE` and pass the outcome to
-    :func:`~airflow_provider_dataqc.core.auth.settle_token`."""
+    the user and what to check, never the password."""
     request = iam_token_request(
         user=settings.login or "",
         password=settings.secret or "",
@@ -289,3 +253,30 @@ def fetch_token(settings: ConnectionSettings, *, log: Log) -> Generator[Action, 
         else parse_token_answer(outcome.status_code, outcome.headers, outcome.body)
     )
     return iam_failure(settings, token) if isinstance(token, CallFailure) else token
+
+
+def obtain_token(
+    settings: ConnectionSettings, rejected: str | None = None, *, log: Log
+) -> Generator[Action, Any, str | CallFailure]:
+    """The steps of getting a current IAM token from :data:`~.tokens.TOKEN_CACHE`.
+
+    ``rejected`` is a token the service just refused: it is dropped first. A fresh cached
+    token is used as is; otherwise one fetch at a time per key (:class:`Exclusive`), and
+    callers that waited for a fetch share its token, or its failure (a wrong password costs
+    one IAM request however many calls were waiting).
+    """
+    ticket = TOKEN_CACHE.ticket(token_cache_key(settings), rejected)
+    if ticket.token is not None:
+        return ticket.token
+    got: str | CallFailure = yield Exclusive(ticket.key, _fetch_or_share(settings, ticket, log=log))
+    return got
+
+
+def _fetch_or_share(settings: ConnectionSettings, ticket: TokenTicket, *, log: Log) -> Generator[Action, Any, Any]:
+    shared = TOKEN_CACHE.shared(ticket)
+    if shared is not None:
+        return shared
+    token = yield from fetch_token(settings, log=log)
+    if isinstance(token, IamToken):
+        yield Mask(token.value)
+    return settle_token(ticket.key, token, user=settings.login, log=log)

@@ -1,149 +1,57 @@
-"""DataQCHook: authenticated calls to Huawei Cloud DataArts Studio Data Quality (DQC)."""
+"""DataQCHook: authenticated calls to Huawei Cloud DataArts Studio Data Quality (DQC).
+
+A thin driver of the pure core: each call is :func:`airflow_provider_dataqc.core.calls.call`
+(authentication, the one token refresh, the retry policy) carried out with ``requests`` and
+``time.sleep``; each wait is :class:`airflow_provider_dataqc.core.wait.Wait` driven by
+:mod:`.wait`. Its async twin, for triggers, is :mod:`.dataqc_async` (the drivers differ only
+by ``await``).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_dataqc.core import api
-from airflow_provider_dataqc.core.auth import TOKEN_CACHE, IamToken, settle_token, token_cache_key
-from airflow_provider_dataqc.core.calls import (
-    Action,
-    Answer,
-    CallPlan,
-    GetToken,
-    NoAnswer,
-    Send,
-    Sleep,
-    call,
-    fetch_token,
-    is_transient,
+from airflow_provider_dataqc.core.answers import (
+    DownloadResult,
+    UploadResult,
     read_json_object,
+    read_resource_id,
+    read_status,
 )
-from airflow_provider_dataqc.core.errors import CallFailure, header, request_id_of
-from airflow_provider_dataqc.core.settings import (
-    AuthType,
-    ConnectionSettings,
-    InvalidSettingError,
-    resolve_workspace,
-)
-from airflow_provider_dataqc.core.status import ResourceStatus, StatusPayloadError
+from airflow_provider_dataqc.core.calls import Action, Answer, Exclusive, Mask, Send, Sleep, call
+from airflow_provider_dataqc.core.errors import CallFailure, header
+from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, InvalidSettingError, resolve_workspace
+from airflow_provider_dataqc.core.status import ResourceStatus
+from airflow_provider_dataqc.core.tokens import TOKEN_CACHE
+from airflow_provider_dataqc.core.wait import ResourceStatusRules, Wait
+from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
 from airflow_provider_dataqc.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_dataqc.hooks.connection import mask_secret_value, settings_from_connection
+from airflow_provider_dataqc.hooks.transport import DownloadSink, RequestsTransport, Written, read_upload_source
+from airflow_provider_dataqc.hooks.wait import conclude, wait_here
 
 __all__ = [
     "DataQCApiError",
     "DataQCHook",
+    "DataQCInvalidArgumentError",
     "DownloadResult",
     "ResourceStatus",
     "UploadResult",
+    "settings_from_connection",
 ]
 
 _T = TypeVar("_T")
 
-#: Non-streamed answers larger than this are cut and reported, never loaded whole.
-MAX_ANSWER_BYTES = 4 * 1024 * 1024
-DOWNLOAD_CHUNK_BYTES = 256 * 1024
 #: A resource ID that cannot exist, asked for by :meth:`DataQCHook.test_connection`.
 CONNECTION_TEST_RESOURCE_ID = "airflow-provider-dataqc-connection-test"
-
-
-class DataQCApiError(AirflowException):
-    """A DataArts Quality call failed, or answered something that cannot be used.
-
-    :ivar status_code: HTTP status, or ``None`` when no answer came.
-    :ivar error_code: the service's ``error_code`` (``DQC.*``, ``APIGW.*``), if any.
-    :ivar error_msg: the service's ``error_msg``, if any.
-    :ivar request_id: the answer's ``X-Request-Id`` (support asks for it).
-    :ivar transient: whether waiting could make it go away (no answer, 429, 5xx,
-        or a 2xx answer that is not usable, such as a gateway's maintenance page).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        error_code: str | None = None,
-        error_msg: str | None = None,
-        request_id: str | None = None,
-        transient: bool = False,
-    ) -> None:
-        super().__init__(message)
-        # AirflowException declares status_code for the REST API; here it is the DQC answer's.
-        self.status_code = status_code  # type: ignore[assignment]
-        self.error_code = error_code
-        self.error_msg = error_msg
-        self.request_id = request_id
-        self.transient = transient
-
-    @classmethod
-    def from_failure(cls, failure: CallFailure) -> DataQCApiError:
-        return cls(
-            failure.message(),
-            status_code=failure.status_code,
-            error_code=failure.error_code,
-            error_msg=failure.error_msg,
-            request_id=failure.request_id,
-            transient=is_transient(failure),
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_api_error, (str(self), self.__dict__))
-
-
-def _rebuild_api_error(message: str, state: dict[str, Any]) -> DataQCApiError:
-    error = DataQCApiError(message)
-    error.__dict__.update(state)
-    return error
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    """What the upload call answered: the new ``resource_id`` and what may need mapping on import."""
-
-    resource_id: str
-    topics: list[Any] = field(default_factory=list)
-    matched_topics: list[Any] = field(default_factory=list)
-    directories: list[Any] = field(default_factory=list)
-    queues: list[Any] = field(default_factory=list)
-    connections: list[Any] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "resource_id": self.resource_id,
-            "topics": self.topics,
-            "matched_topics": self.matched_topics,
-            "directories": self.directories,
-            "queues": self.queues,
-            "connections": self.connections,
-        }
-
-
-@dataclass(frozen=True)
-class DownloadResult:
-    """A completed download: where it is, its size and SHA-256, and the server's file name."""
-
-    destination: str
-    size: int
-    sha256: str
-    file_name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "destination": self.destination,
-            "size": self.size,
-            "sha256": self.sha256,
-            "file_name": self.file_name,
-        }
 
 
 class DataQCHook(BaseHook):
@@ -223,7 +131,7 @@ class DataQCHook(BaseHook):
         return self._transport.session
 
     @cached_property
-    def _transport(self) -> _RequestsTransport:
+    def _transport(self) -> RequestsTransport:
         settings = self.settings
         if settings.verify is False:
             self.log.warning(
@@ -232,17 +140,17 @@ class DataQCHook(BaseHook):
                 self.dataqc_conn_id,
                 settings.endpoint,
             )
-        return _RequestsTransport(settings.verify)
+        return RequestsTransport(settings.verify)
 
     def _workspace(self, workspace: str | None) -> str:
         try:
             return resolve_workspace(self.settings, workspace, self.workspace)
         except InvalidSettingError as err:
-            raise DataQCApiError(str(err)) from None
+            raise DataQCInvalidArgumentError(str(err)) from None
 
-    def _drive(self, plan: Generator[Action, Any, _T], sink: _DownloadSink | None = None) -> _T:
-        """Run a call plan with ``requests`` and ``time.sleep`` (the one place where the sync hook
-        does I/O) and return what it returns."""
+    def _drive(self, plan: Generator[Action, Any, _T], sink: DownloadSink | None = None) -> _T:
+        """Carry out a plan's actions with ``requests``, ``time.sleep`` and thread locks (the one
+        place where the sync hook does I/O) and return what the plan returns."""
         reply: Any = None
         try:
             while True:
@@ -252,8 +160,12 @@ class DataQCHook(BaseHook):
                 elif isinstance(action, Sleep):
                     time.sleep(action.seconds)
                     reply = None
-                elif isinstance(action, GetToken):
-                    reply = self._token(action.rejected)
+                elif isinstance(action, Exclusive):
+                    with TOKEN_CACHE.fetch_lock(action.key):
+                        reply = self._drive(action.plan)
+                elif isinstance(action, Mask):
+                    mask_secret_value(action.secret)
+                    reply = None
                 else:  # pragma: no cover - the plan yields nothing else
                     raise TypeError(f"unknown action {action!r}")
         except StopIteration as done:
@@ -261,29 +173,17 @@ class DataQCHook(BaseHook):
         finally:
             plan.close()
 
-    def _run(self, plan: CallPlan, sink: _DownloadSink | None = None) -> Answer:
-        outcome = self._drive(plan, sink)
+    def _request(self, request: api.ApiRequest, sink: DownloadSink | None = None) -> Answer:
+        outcome = self._drive(call(self.settings, request, log=self.log), sink)
         if isinstance(outcome, CallFailure):
             raise DataQCApiError.from_failure(outcome)
         return outcome
 
-    def _request(self, request: api.ApiRequest, sink: _DownloadSink | None = None) -> Answer:
-        return self._run(call(self.settings, request, log=self.log), sink)
-
-    def _token(self, rejected: str | None) -> str | CallFailure:
-        """A current IAM token for ``auth_type="password"``: cached per process, one fetch at a
-        time per user, and callers that waited for a fetch share its token or its failure."""
-        ticket = TOKEN_CACHE.ticket(token_cache_key(self.settings), rejected)
-        if ticket.token is not None:
-            return ticket.token
-        with TOKEN_CACHE.fetch_lock(ticket.key):
-            shared = TOKEN_CACHE.shared(ticket)
-            if shared is not None:
-                return shared
-            token = self._drive(fetch_token(self.settings, log=self.log))
-            if isinstance(token, IamToken):
-                mask_secret_value(token.value)
-            return settle_token(ticket.key, token, user=self.settings.login, log=self.log)
+    def _json(self, request: api.ApiRequest) -> dict[str, Any]:
+        payload = read_json_object(self._request(request), request.operation)
+        if isinstance(payload, CallFailure):
+            raise DataQCApiError.from_failure(payload)
+        return payload
 
     # ----------------------------------------------------------------- calls
 
@@ -296,8 +196,10 @@ class DataQCHook(BaseHook):
             is not a status record (the message quotes a short excerpt).
         """
         request = self._build(api.status_request, self._workspace(workspace), resource_id)
-        answer = self._request(request)
-        return status_from_answer(answer, "status")
+        status = read_status(self._request(request))
+        if isinstance(status, CallFailure):
+            raise DataQCApiError.from_failure(status)
+        return status
 
     def export_resources(
         self,
@@ -327,8 +229,7 @@ class DataQCHook(BaseHook):
             export_mode=export_mode,
             obs_service_type=obs_service_type,
         )
-        payload = json_from_answer(self._request(request), "export")
-        return resource_id_from(payload, "export")
+        return _resource_id(self._json(request), "export")
 
     def upload_resource_file(
         self,
@@ -353,11 +254,11 @@ class DataQCHook(BaseHook):
         request = self._build(api.upload_request, workspace_id, resource_type, file_name=name, content=content)
         body = request.body or b""
         if self.settings.auth_type is AuthType.AKSK and len(body) > 12 * 1024 * 1024:
-            raise DataQCApiError(
+            raise DataQCInvalidArgumentError(
                 f"the upload is {len(body)} bytes; AK/SK requests are limited to 12 MB: use token or password auth"
             )
-        payload = json_from_answer(self._request(request), "upload")
-        return upload_result_from(payload)
+        payload = self._json(request)
+        return UploadResult.from_api(_resource_id(payload, "upload"), payload)
 
     def import_resources(
         self,
@@ -422,20 +323,20 @@ class DataQCHook(BaseHook):
             try:
                 kind = api.choose(api.ExportType, resource_type, "resource_type")
             except InvalidSettingError as err:
-                raise DataQCApiError(str(err)) from None
+                raise DataQCInvalidArgumentError(str(err)) from None
             if kind is api.ExportType.REPORT and obs_type is None:
                 allowed = ", ".join(member.value for member in api.ObsType)
-                raise DataQCApiError(f"obs_type is required to download a report; one of: {allowed}")
+                raise DataQCInvalidArgumentError(f"obs_type is required to download a report; one of: {allowed}")
             if kind is not api.ExportType.REPORT and obs_type is not None:
-                raise DataQCApiError(f"obs_type applies to reports only, not to {kind.value!r}")
+                raise DataQCInvalidArgumentError(f"obs_type applies to reports only, not to {kind.value!r}")
         request = self._build(api.download_request, self._workspace(workspace), resource_id, obs_type=obs_type)
         target = Path(destination)
         if target.is_dir():
-            raise DataQCApiError(f"download destination {str(target)!r} is a directory: name the file")
+            raise DataQCInvalidArgumentError(f"download destination {str(target)!r} is a directory: name the file")
         target.parent.mkdir(parents=True, exist_ok=True)
-        sink = _DownloadSink(target)
+        sink = DownloadSink(target)
         answer = self._request(request, sink)
-        written: _Written = answer.streamed
+        written: Written = answer.streamed
         os.replace(written.temp_path, target)
         return DownloadResult(
             str(target),
@@ -443,6 +344,44 @@ class DataQCHook(BaseHook):
             written.sha256,
             api.file_name_from_disposition(header(answer.headers, "Content-Disposition")),
         )
+
+    def wait_for_resource(
+        self,
+        resource_id: str,
+        *,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        wait_for_file: bool = False,
+        workspace: str | None = None,
+        max_consecutive_errors: int = 3,
+    ) -> ResourceStatus:
+        """Poll an import/export task until it ends, in this process (for ``@task`` code).
+
+        The same wait as :class:`~airflow_provider_dataqc.sensors.dataqc.DataQCResourceStatusSensor`
+        (one INFO line per poll, transient errors tolerated ``max_consecutive_errors - 1``
+        times in a row, see ``docs/reliability.md``).
+
+        :param poll_interval: seconds between polls.
+        :param timeout: seconds to wait at most (default: no limit).
+        :param wait_for_file: also wait for ``file_status`` GENERATED.
+        :returns: the final status (SUCCESS, with the file GENERATED when asked).
+        :raises AirflowFailException: the task ended FAILED or TIMEOUT, or its file is lost.
+        :raises AirflowSensorTimeout: ``timeout`` passed first.
+        :raises DataQCApiError: a permanent error, or too many transient ones in a row.
+        """
+        rules = ResourceStatusRules(str(resource_id), wait_for_file=wait_for_file)
+        wait = Wait(rules, max_consecutive_errors=max_consecutive_errors, poll_interval=poll_interval)
+        request = self._build(api.status_request, self._workspace(workspace), resource_id)
+
+        def fetch() -> ResourceStatus:
+            status = read_status(self._request(request))
+            if isinstance(status, CallFailure):
+                raise DataQCApiError.from_failure(status)
+            return status
+
+        finish = wait_here(wait, fetch, poll_interval=max(float(poll_interval), 0.0), timeout=timeout, log=self.log)
+        ended = conclude(finish, rules, self.log)
+        return rules.reread(ended.record)
 
     def test_connection(self) -> tuple[bool, str]:
         """Make one authenticated status call for a resource that cannot exist.
@@ -471,252 +410,11 @@ class DataQCHook(BaseHook):
         try:
             return builder(self.settings.project_id, *args, **kwargs)
         except InvalidSettingError as err:
-            raise DataQCApiError(str(err)) from None
+            raise DataQCInvalidArgumentError(str(err)) from None
 
 
-# --------------------------------------------------------------------- shared with the trigger
-
-
-def settings_from_connection(
-    conn: Any, extra: Mapping[str, Any], *, project_id: str | None = None, mask: bool = True
-) -> ConnectionSettings:
-    """Validate an Airflow connection and register its secrets with the log masker.
-
-    :param mask: register the secrets here (synchronously); the trigger passes
-        ``False`` and masks them without blocking its event loop.
-    :raises DataQCApiError: naming the field that is wrong.
-    """
-    for secret in (conn.password, extra.get("security_token")) if mask else ():
-        if secret:
-            mask_secret_value(str(secret))
-    try:
-        return ConnectionSettings.from_connection(
-            host=conn.host,
-            login=conn.login,
-            password=conn.password,
-            port=conn.port,
-            schema=conn.schema,
-            extra=extra,
-            conn_id=conn.conn_id,
-            project_id=project_id,
-        )
-    except InvalidSettingError as err:
-        raise DataQCApiError(f"connection {conn.conn_id!r} is not usable: {err}") from None
-
-
-def mask_secret_value(value: str) -> None:
-    """Register a secret with Airflow's masker so it never reaches a log."""
-    from airflow.providers.common.compat.sdk import mask_secret
-
-    mask_secret(value)
-
-
-def json_from_answer(answer: Answer, operation: str) -> dict[str, Any]:
-    result = read_json_object(answer, operation)
-    if isinstance(result, CallFailure):
-        raise DataQCApiError.from_failure(result)
-    return result
-
-
-def status_from_answer(answer: Answer, operation: str) -> ResourceStatus:
-    """Turn a 200 status answer into a :class:`ResourceStatus` or a :class:`DataQCApiError`."""
-    payload = json_from_answer(answer, operation)
-    try:
-        return ResourceStatus.from_api(payload, request_id=header(answer.headers, "X-Request-Id"))
-    except StatusPayloadError as err:
-        raise DataQCApiError.from_failure(
-            CallFailure(
-                operation=operation,
-                status_code=answer.status_code,
-                request_id=header(answer.headers, "X-Request-Id"),
-                problem=f"the answer is not a status record: {err}",
-            )
-        ) from None
-
-
-def resource_id_from(payload: Mapping[str, Any], operation: str) -> str:
-    value = payload.get("resource_id")
-    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value)
-    raise DataQCApiError(f"DataArts Quality {operation} answered without a resource_id: {str(payload)[:200]!r}")
-
-
-def upload_result_from(payload: Mapping[str, Any]) -> UploadResult:
-    def listed(name: str) -> list[Any]:
-        value = payload.get(name)
-        return list(value) if isinstance(value, list) else []
-
-    return UploadResult(
-        resource_id=resource_id_from(payload, "upload"),
-        topics=listed("topics"),
-        matched_topics=listed("matched_topics"),
-        directories=listed("directories"),
-        queues=listed("queues"),
-        connections=listed("connections"),
-    )
-
-
-def read_upload_source(source: str | os.PathLike[str] | BinaryIO, *, file_name: str | None = None) -> tuple[str, bytes]:
-    """The name and bytes of a file to upload, from a local path or a binary file object.
-
-    :raises DataQCApiError: when ``source`` is a path that does not exist or a file
-        object opened in text mode (no request is made).
-    """
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise DataQCApiError(f"upload source {str(path)!r} does not exist or is not a file")
-        name, content = path.name, path.read_bytes()
-    else:
-        name = os.path.basename(str(getattr(source, "name", "") or "")) or "resources.zip"
-        content = source.read()
-        if not isinstance(content, (bytes, bytearray)):
-            raise DataQCApiError(f"upload source {name!r} must be opened in binary mode ('rb')")
-    return (os.path.basename(str(file_name)) if file_name else "") or name, bytes(content)
-
-
-# --------------------------------------------------------------------- the requests transport
-
-
-@dataclass(frozen=True)
-class _Written:
-    temp_path: str
-    size: int
-    sha256: str
-
-
-class _DownloadSink:
-    """Writes a streamed body to a temporary file beside the destination."""
-
-    def __init__(self, destination: Path) -> None:
-        self.destination = destination
-        #: Bytes received so far by the current :meth:`write` (told when a download is cut short).
-        self.received = 0
-
-    def write(self, chunks: Iterator[bytes]) -> _Written:
-        digest = hashlib.sha256()
-        size = self.received = 0
-        # Created like any new file (mode 0o666 less the umask), under a name no other download uses.
-        temp_path = str(self.destination.parent / f".{self.destination.name}.{uuid.uuid4().hex[:12]}.part")
-        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                    self.received = size
-        except BaseException:
-            Path(temp_path).unlink(missing_ok=True)
-            raise
-        return _Written(temp_path, size, digest.hexdigest())
-
-
-class _RequestsTransport:
-    """Sends prepared requests with one ``requests.Session`` (connections kept alive)."""
-
-    def __init__(self, verify: bool | str) -> None:
-        import requests
-
-        self.session = requests.Session()
-        self.session.verify = verify
-        self.session.trust_env = False
-
-    def send(self, prepared: Any, sink: _DownloadSink | None = None) -> Answer | NoAnswer:
-        import requests
-
-        try:
-            # Built and sent as is: the session's own defaults and environment merging
-            # (Session.request) cost more than the rest of a poke and add nothing here.
-            wire = requests.Request(
-                prepared.method, prepared.url, headers=dict(prepared.headers), data=prepared.body
-            ).prepare()
-            response = self.session.send(
-                wire,
-                timeout=(prepared.connect_timeout, prepared.read_timeout),
-                allow_redirects=False,
-                stream=True,
-                verify=self.session.verify,
-                proxies={},
-            )
-        except requests.exceptions.ConnectTimeout:
-            return NoAnswer(f"connect timeout after {prepared.connect_timeout:g}s", maybe_processed=False)
-        except requests.exceptions.ReadTimeout:
-            return NoAnswer(f"read timeout after {prepared.read_timeout:g}s")
-        except requests.exceptions.SSLError as err:
-            # A rejected certificate stays rejected: not retried. Other TLS failures are
-            # handshake hiccups; the request was not sent yet.
-            return NoAnswer(f"TLS error: {_short(err)}", maybe_processed=False, permanent=_cert_rejected(err))
-        except requests.exceptions.ConnectionError as err:
-            return NoAnswer(f"connection error: {_short(err)}", maybe_processed=_maybe_processed(err))
-        except requests.exceptions.RequestException as err:
-            return NoAnswer(f"request error: {_short(err)}")
-        except OSError as err:  # requests raises a bare OSError for a missing CA bundle (extra verify)
-            return NoAnswer(f"TLS set-up error (extra verify): {_short(err)}", maybe_processed=False, permanent=True)
-        with response:
-            headers = dict(response.headers)
-            try:
-                if sink is not None and prepared.stream and 200 <= response.status_code < 300:
-                    written = sink.write(response.iter_content(DOWNLOAD_CHUNK_BYTES))
-                    expected = header(headers, "Content-Length")
-                    # With a Content-Encoding the length counts encoded bytes (urllib3 checks those).
-                    encoded = (header(headers, "Content-Encoding") or "identity").lower() != "identity"
-                    if expected and expected.isdigit() and not encoded and int(expected) != written.size:
-                        Path(written.temp_path).unlink(missing_ok=True)
-                        return NoAnswer(f"the download stopped after {written.size} of {expected} bytes")
-                    return Answer(response.status_code, headers, b"", streamed=written)
-                body, truncated = _read_capped(response.iter_content(64 * 1024), MAX_ANSWER_BYTES)
-            except (requests.exceptions.RequestException, ConnectionError) as err:
-                # requests' exceptions are OSErrors too: an answer cut short is checked first.
-                if sink is not None and prepared.stream and 200 <= response.status_code < 300:
-                    expected = header(headers, "Content-Length") or "an unknown number of"
-                    return NoAnswer(
-                        f"the download was cut short after {sink.received} of {expected} bytes: {_short(err)}",
-                        request_id=request_id_of(headers),
-                    )
-                return NoAnswer(f"the answer was cut short: {_short(err)}", request_id=request_id_of(headers))
-            except OSError as err:
-                raise DataQCApiError(f"could not write the download: {err}") from None
-            return Answer(response.status_code, headers, body, truncated=truncated)
-
-
-def _read_capped(chunks: Iterable[bytes], limit: int) -> tuple[bytes, bool]:
-    parts: list[bytes] = []
-    size = 0
-    for chunk in chunks:
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(parts)[:limit], True
-    return b"".join(parts), False
-
-
-def _maybe_processed(err: BaseException) -> bool:
-    """A refused or unresolvable connection never reached the service."""
-    text = repr(err)
-    return not any(
-        marker in text
-        for marker in ("NewConnectionError", "Connection refused", "NameResolutionError", "Failed to resolve")
-    )
-
-
-def _cert_rejected(err: BaseException) -> bool:
-    """Whether a TLS failure is the server's certificate being rejected (not worth retrying)."""
-    import ssl
-
-    seen: set[int] = set()
-    pending: list[Any] = [err]
-    while pending:
-        item = pending.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return True
-        pending.extend([*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)])
-    return "CERTIFICATE_VERIFY_FAILED" in str(err) or "certificate verify failed" in str(err)
-
-
-def _short(err: BaseException, limit: int = 200) -> str:
-    text = str(err) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _resource_id(payload: dict[str, Any], operation: str) -> str:
+    value = read_resource_id(payload)
+    if value is None:
+        raise DataQCApiError(f"DataArts Quality {operation} answered without a resource_id: {str(payload)[:200]!r}")
+    return value

@@ -4,9 +4,9 @@
 * :class:`DataQCDownloadOperator` streams the exported file to a local path or object storage.
 * :class:`DataQCImportOperator` uploads a file, imports it into a workspace and by default waits.
 
-Waiting is done as :class:`~airflow_provider_dataqc.sensors.dataqc.DataQCResourceStatusSensor`
-does it (same logging, same failure reporting), in the worker (poke) or on the triggerer
-(``deferrable=True``).
+Waiting is the sensor's wait — the core wait engine, the same logging and failure
+reporting — in the worker or on the triggerer (``deferrable=True``), where the operator's
+result travels in the trigger's event.
 """
 
 from __future__ import annotations
@@ -24,24 +24,27 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.settings import InvalidSettingError
-from airflow_provider_dataqc.hooks.dataqc import DataQCApiError, DataQCHook
-from airflow_provider_dataqc.sensors.dataqc import DEFERRAL_TIMEOUT_GRACE, StatusWaiter
+from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait
+from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
+from airflow_provider_dataqc.hooks.dataqc import DataQCHook
+from airflow_provider_dataqc.hooks.wait import conclude, poll, wait_here
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 #: How long an operator waits for its task by default (``wait_timeout``): a week.
 DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
-#: XCom key under which an operator keeps its result while it is deferred.
+#: XCom key under which earlier releases kept an operator's result while it was deferred
+#: (read when a deferral started by one of them resumes; the result now travels in the event).
 RESULT_XCOM_KEY = "dataqc_result"
 _COPY_CHUNK_BYTES = 1024 * 1024
 
 
-class _WaitingOperator(StatusWaiter, BaseOperator):
+class _WaitingOperator(BaseOperator):
     """Starts something that yields a ``resource_id`` and, if asked, waits for it like the sensor does."""
 
     def __init__(
@@ -66,11 +69,13 @@ class _WaitingOperator(StatusWaiter, BaseOperator):
         self.wait_timeout = float(wait_timeout)
         self.deferrable = deferrable
         self.max_consecutive_errors = max(int(max_consecutive_errors), 1)
-        self.resource_id = ""
 
     @cached_property
     def hook(self) -> DataQCHook:
         return DataQCHook(self.dataqc_conn_id, workspace=self.workspace)
+
+    def _rules(self, resource_id: str) -> ResourceStatusRules:
+        return ResourceStatusRules(resource_id, wait_for_file=self.wait_for_file)
 
     def _wait(self, resource_id: str, context: Context, result: Any) -> Any:
         """Wait for ``resource_id`` in this process and return ``result``, or defer to the
@@ -79,45 +84,52 @@ class _WaitingOperator(StatusWaiter, BaseOperator):
         :raises AirflowFailException: the task ended FAILED or TIMEOUT (no retries).
         :raises AirflowSensorTimeout: ``wait_timeout`` passed first.
         """
-        self.resource_id = resource_id
-        deadline = time.monotonic() + self.wait_timeout
-        if self._poll_once(self.hook) is not None:
-            return result
+        rules = self._rules(resource_id)
+        wait = Wait(rules, max_consecutive_errors=self.max_consecutive_errors)
+
+        def fetch() -> Any:
+            return self.hook.get_resource_status(resource_id, workspace=self.workspace)
+
         if self.deferrable:
-            # The resumed task is a new operator instance: what it returns travels in XCom
-            # (kept across a deferral by Airflow 2 and 3, and by dag.test() on both).
-            context["ti"].xcom_push(key=RESULT_XCOM_KEY, value=result)
-            self.defer(
-                trigger=self._trigger(
-                    poll_interval=self.poll_interval, timeout=self.wait_timeout, dataqc_conn_id=self.dataqc_conn_id
-                ),
-                method_name="execute_complete",
-                # A backstop after the trigger's own timeout event, as for the sensor.
-                timeout=timedelta(seconds=self.wait_timeout) + DEFERRAL_TIMEOUT_GRACE,
-            )
-        while True:
-            if time.monotonic() >= deadline:
-                message = f"DataArts Quality task {resource_id!r} did not finish within {self.wait_timeout:g}s"
-                self.log.error("%s", message)
-                raise AirflowSensorTimeout(message)
-            time.sleep(self.poll_interval)
-            if self._poll_once(self.hook) is not None:
-                return result
+            finish = poll(wait, fetch, self.log)
+            if finish is None:
+                from airflow_provider_dataqc.triggers.dataqc import DataQCResourceStatusTrigger
+
+                self.defer(
+                    trigger=DataQCResourceStatusTrigger(
+                        resource_id=resource_id,
+                        dataqc_conn_id=self.dataqc_conn_id,
+                        workspace=self.workspace,
+                        poll_interval=self.poll_interval,
+                        wait_for_file=self.wait_for_file,
+                        end_time=time.time() + self.wait_timeout,
+                        max_consecutive_errors=self.max_consecutive_errors,
+                        consecutive_errors=wait.errors,
+                        result=result,
+                    ),
+                    method_name="execute_complete",
+                    timeout=timedelta(seconds=self.wait_timeout) + DEFERRAL_TIMEOUT_GRACE,
+                )
+        else:
+            finish = wait_here(wait, fetch, poll_interval=self.poll_interval, timeout=self.wait_timeout, log=self.log)
+        conclude(finish, rules, self.log)
+        return result
 
     def execute_complete(self, context: Context, event: Any = None) -> Any:
         """Resume after the trigger: returns what :meth:`execute` would have returned, or
         raises what the sensor raises for the same event."""
-        if isinstance(event, dict) and event.get("resource_id"):
-            self.resource_id = str(event["resource_id"])
-        self._complete(event)
-        result = context["ti"].xcom_pull(task_ids=self.task_id, key=RESULT_XCOM_KEY)
-        if result is None:
-            self.log.warning("No %r XCom kept across the deferral; returning the resource_id only", RESULT_XCOM_KEY)
-            return self._fallback_result()
-        return result
+        resource_id = str(event.get("resource_id") or "") if isinstance(event, dict) else ""
+        ended = conclude(event, self._rules(resource_id), self.log)
+        if ended.result is not None:
+            return ended.result
+        kept = context["ti"].xcom_pull(task_ids=self.task_id, key=RESULT_XCOM_KEY)
+        if kept is not None:
+            return kept
+        self.log.warning("The trigger event carries no result; returning the resource_id only")
+        return self._fallback_result(resource_id)
 
-    def _fallback_result(self) -> Any:
-        return self.resource_id
+    def _fallback_result(self, resource_id: str) -> Any:
+        return resource_id
 
 
 class DataQCExportOperator(_WaitingOperator):
@@ -333,7 +345,7 @@ class DataQCImportOperator(_WaitingOperator):
                 setattr(self, name, _mapping_value(getattr(self, name), name))
                 api.mapping_entries(getattr(self, name), name)
         except InvalidSettingError as err:
-            raise DataQCApiError(str(err)) from None
+            raise DataQCInvalidArgumentError(str(err)) from None
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
@@ -372,8 +384,8 @@ class DataQCImportOperator(_WaitingOperator):
             return dict(self._wait(upload.resource_id, context, result))
         return result
 
-    def _fallback_result(self) -> Any:
-        return {"resource_id": self.resource_id}
+    def _fallback_result(self, resource_id: str) -> Any:
+        return {"resource_id": resource_id}
 
 
 def _mapping_value(value: Any, name: str) -> Any:
@@ -390,7 +402,7 @@ def _mapping_value(value: Any, name: str) -> Any:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise DataQCApiError(
+        raise DataQCInvalidArgumentError(
             f"{name} must be a dict or a list of dicts (or a string holding one); got {text!r:.80}"
         ) from None
 
@@ -407,4 +419,6 @@ def _object_path(url: str, conn_id: str | None) -> Any:
         path.fs  # noqa: B018 - resolves the filesystem now, so an unknown scheme fails before any request
         return path
     except Exception as err:  # an unknown scheme or a missing filesystem provider
-        raise DataQCApiError(f"cannot open {url!r} with ObjectStoragePath: {type(err).__name__}: {err}") from None
+        raise DataQCInvalidArgumentError(
+            f"cannot open {url!r} with ObjectStoragePath: {type(err).__name__}: {err}"
+        ) from None

@@ -1,0 +1,176 @@
+"""Reading DataArts Quality's answers: bodies kept within bounds, checked complete, and
+turned into the values the hook returns (or into a :class:`CallFailure` naming what is wrong).
+
+Pure: no Airflow import, no I/O. Both transports (``requests`` in the hook, ``aiohttp`` in
+the async hook) read bodies with :class:`CappedBody` and check them with :func:`shortfall`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_dataqc.core.calls import Answer
+from airflow_provider_dataqc.core.errors import CallFailure, decode_json, excerpt, header, request_id_of, service_error
+from airflow_provider_dataqc.core.status import ResourceStatus, StatusPayloadError
+
+#: Non-streamed answers larger than this are cut and reported, never loaded whole.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: ``error_code`` values that mean success (the docs' example of a processed request).
+SUCCESS_ERROR_CODES = frozenset({"DQC.0000"})
+
+
+class CappedBody:
+    """Collects a body piece by piece, keeping at most ``limit`` bytes.
+
+    :meth:`add` returns ``True`` once the body is over the limit: stop reading, the
+    answer is reported as cut (``truncated``), never parsed as a whole.
+    """
+
+    __slots__ = ("_parts", "limit", "size")
+
+    def __init__(self, limit: int = MAX_ANSWER_BYTES) -> None:
+        self.limit = limit
+        self.size = 0
+        self._parts: list[bytes] = []
+
+    def add(self, chunk: bytes) -> bool:
+        self._parts.append(chunk)
+        self.size += len(chunk)
+        return self.size > self.limit
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > self.limit
+
+    def body(self) -> bytes:
+        data = b"".join(self._parts)
+        return data[: self.limit] if self.truncated else data
+
+
+def shortfall(headers: Mapping[str, str], received: int) -> str | None:
+    """``"after N of M bytes"`` when an answer announced a ``Content-Length`` that the
+    bytes received do not reach (or pass), else ``None``.
+
+    With a ``Content-Encoding`` the announced length counts encoded bytes, which the
+    decoded body cannot be compared with: not checked here.
+    """
+    expected = (header(headers, "Content-Length") or "").strip()
+    encoded = (header(headers, "Content-Encoding") or "identity").strip().lower() != "identity"
+    if encoded or not expected.isdigit() or int(expected) == received:
+        return None
+    return f"after {received} of {expected} bytes"
+
+
+def read_json_object(answer: Answer, operation: str) -> dict[str, Any] | CallFailure:
+    """The JSON object of a successful answer, or a failure that names what is wrong
+    with it (empty, cut, not UTF-8, not JSON, not an object, or a 200 carrying an
+    ``error_code``) and quotes a short, sanitised excerpt."""
+
+    def bad(problem: str, **known: Any) -> CallFailure:
+        return CallFailure(
+            operation=operation,
+            status_code=answer.status_code,
+            request_id=request_id_of(answer.headers),
+            problem=problem,
+            body_excerpt=excerpt(answer.body) or None,
+            **known,
+        )
+
+    # The message already names the HTTP status: say what is wrong with the body.
+    if answer.truncated:
+        return bad("a success status but the body is larger than the client reads; cut")
+    payload, problem = decode_json(answer.body)
+    if problem is not None:
+        return bad(f"a success status but {problem}")
+    if not isinstance(payload, dict):
+        return bad(f"a success status but the JSON body is a {type(payload).__name__}, not an object")
+    error_code, error_msg = service_error(payload)
+    if error_code and error_code not in SUCCESS_ERROR_CODES:
+        return bad(
+            "a success status but the body carries an error",
+            error_code=error_code,
+            error_msg=error_msg,
+        )
+    return payload
+
+
+def read_status(answer: Answer, operation: str = "status") -> ResourceStatus | CallFailure:
+    """A 2xx status answer as a :class:`ResourceStatus`, or the failure saying why it is not one."""
+    payload = read_json_object(answer, operation)
+    if isinstance(payload, CallFailure):
+        return payload
+    request_id = request_id_of(answer.headers)
+    try:
+        return ResourceStatus.from_api(payload, request_id=request_id)
+    except StatusPayloadError as err:
+        return CallFailure(
+            operation=operation,
+            status_code=answer.status_code,
+            request_id=request_id,
+            problem=f"the answer is not a status record: {err}",
+        )
+
+
+def read_resource_id(payload: Mapping[str, Any]) -> str | None:
+    """The ``resource_id`` of an export or upload answer (a string or a number), or ``None``."""
+    value = payload.get("resource_id")
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+        return str(value)
+    return None
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What the upload call answered: the new ``resource_id`` and what may need mapping on import."""
+
+    resource_id: str
+    topics: list[Any] = field(default_factory=list)
+    matched_topics: list[Any] = field(default_factory=list)
+    directories: list[Any] = field(default_factory=list)
+    queues: list[Any] = field(default_factory=list)
+    connections: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, resource_id: str, payload: Mapping[str, Any]) -> UploadResult:
+        def listed(name: str) -> list[Any]:
+            value = payload.get(name)
+            return list(value) if isinstance(value, list) else []
+
+        return cls(
+            resource_id=resource_id,
+            topics=listed("topics"),
+            matched_topics=listed("matched_topics"),
+            directories=listed("directories"),
+            queues=listed("queues"),
+            connections=listed("connections"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resource_id": self.resource_id,
+            "topics": self.topics,
+            "matched_topics": self.matched_topics,
+            "directories": self.directories,
+            "queues": self.queues,
+            "connections": self.connections,
+        }
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A completed download: where it is, its size and SHA-256, and the server's file name."""
+
+    destination: str
+    size: int
+    sha256: str
+    file_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "size": self.size,
+            "sha256": self.sha256,
+            "file_name": self.file_name,
+        }
