@@ -1,4 +1,5 @@
-"""Reading a ``dataqc`` Airflow connection into validated settings, its secrets masked.
+"""The ``dataqc`` connection: its form in Airflow 2's UI, and reading it into validated
+settings with its secrets masked.
 
 Shared by the sync hook and the async hook (which reads the connection without blocking
 its event loop and masks the secrets asynchronously).
@@ -11,6 +12,7 @@ from typing import Any
 
 from airflow_provider_dataqc.core.settings import ConnectionSettings, InvalidSettingError
 from airflow_provider_dataqc.exceptions import DataQCApiError
+from airflow_provider_dataqc.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 
 def settings_from_connection(
@@ -45,3 +47,26 @@ def mask_secret_value(value: str) -> None:
     from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(value)
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    """Hidden fields, labels and placeholders of the connection form (Airflow 2)."""
+    return {
+        "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+        "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+        "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+    }
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """The extra fields of the connection form (Airflow 2; Flask is imported only here)."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import PasswordField, StringField
+
+    widgets: dict[str, Any] = {}
+    for name, spec in CONN_FIELDS.items():
+        secret = spec["schema"].get("format") == "password"
+        field_class, widget = (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
+        widgets[name] = field_class(lazy_gettext(spec["label"]), widget=widget(), description=spec.get("description"))
+    return widgets

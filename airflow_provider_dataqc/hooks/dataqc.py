@@ -33,8 +33,12 @@ from airflow_provider_dataqc.core.status import ResourceStatus
 from airflow_provider_dataqc.core.tokens import TOKEN_CACHE
 from airflow_provider_dataqc.core.wait import ResourceStatusRules, Wait
 from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
-from airflow_provider_dataqc.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from airflow_provider_dataqc.hooks.connection import mask_secret_value, settings_from_connection
+from airflow_provider_dataqc.hooks.connection import (
+    connection_form_widgets,
+    mask_secret_value,
+    settings_from_connection,
+    ui_field_behaviour,
+)
 from airflow_provider_dataqc.hooks.transport import DownloadSink, RequestsTransport, Written, read_upload_source
 from airflow_provider_dataqc.hooks.wait import conclude, wait_here
 
@@ -91,29 +95,12 @@ class DataQCHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Field labels for Airflow 2 (Airflow 3 reads them from the provider info)."""
-        return {
-            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
-            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
-            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
-        }
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields for Airflow 2's form (Airflow 3 reads ``conn-fields`` from the provider info)."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import PasswordField, StringField
-
-        widgets: dict[str, Any] = {}
-        for name, spec in CONN_FIELDS.items():
-            secret = spec["schema"].get("format") == "password"
-            field_class, widget = (
-                (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
-            )
-            widgets[name] = field_class(
-                lazy_gettext(spec["label"]), widget=widget(), description=spec.get("description")
-            )
-        return widgets
+        return connection_form_widgets()
 
     # ----------------------------------------------------------------- settings and transport
 

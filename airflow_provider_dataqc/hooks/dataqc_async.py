@@ -22,7 +22,7 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 from yarl import URL
 
 from airflow_provider_dataqc.core import api
-from airflow_provider_dataqc.core.answers import CappedBody, read_status, shortfall
+from airflow_provider_dataqc.core.answers import CappedBody, read_json_object, read_status, shortfall
 from airflow_provider_dataqc.core.calls import Action, Answer, Exclusive, Mask, NoAnswer, Send, Sleep, call
 from airflow_provider_dataqc.core.errors import CallFailure, request_id_of
 from airflow_provider_dataqc.core.prepare import PreparedRequest
@@ -222,24 +222,51 @@ class AsyncDataQCClient:
         :raises DataQCApiError: when the resource ID or the workspace is not valid.
         """
         settings = self._settings()
+        workspace_id = self.workspace_of(workspace)
         try:
-            return api.status_request(
-                settings.project_id, resolve_workspace(settings, workspace, self.workspace), resource_id
-            )
+            return api.status_request(settings.project_id, workspace_id, resource_id)
         except InvalidSettingError as err:
             raise DataQCInvalidArgumentError(str(err)) from None
 
-    async def status(self, request: api.ApiRequest, *, within: float | None = None) -> ResourceStatus:
-        """Send a status call built by :meth:`status_request`.
+    def workspace_of(self, workspace: str | None = None) -> str:
+        """The workspace a call goes to: ``workspace``, else the client's, else the connection's.
+
+        :raises DataQCInvalidArgumentError: when none is set or it is not valid.
+        """
+        try:
+            return resolve_workspace(self._settings(), workspace, self.workspace)
+        except InvalidSettingError as err:
+            raise DataQCInvalidArgumentError(str(err)) from None
+
+    async def request(self, request: api.ApiRequest, *, within: float | None = None) -> Answer:
+        """Send any call built by :mod:`airflow_provider_dataqc.core.api` under the call plan.
 
         :param within: start no retry later than this many seconds from now (default: the
             connection's ``retry_timeout``), so a wait with a deadline does not retry past it.
-        :raises DataQCApiError: as :meth:`DataQCHook.get_resource_status`.
+        :raises DataQCApiError: when the call fails (the message names status, codes, request ID).
         """
         settings = self._settings()
         if within is not None and within < settings.retry.total_timeout:
             settings = replace(settings, retry=replace(settings.retry, total_timeout=max(within, 0.0)))
-        status = read_status(await self._run(call(settings, request, log=self.log)))
+        return await self._run(call(settings, request, log=self.log))
+
+    async def json(self, request: api.ApiRequest, *, within: float | None = None) -> dict[str, Any]:
+        """:meth:`request`, and the answer's JSON object.
+
+        :raises DataQCApiError: as :meth:`request`, or when the body is not a JSON object.
+        """
+        payload = read_json_object(await self.request(request, within=within), request.operation)
+        if isinstance(payload, CallFailure):
+            raise DataQCApiError.from_failure(payload)
+        return payload
+
+    async def status(self, request: api.ApiRequest, *, within: float | None = None) -> ResourceStatus:
+        """Send a status call built by :meth:`status_request`.
+
+        :param within: as :meth:`request`.
+        :raises DataQCApiError: as :meth:`DataQCHook.get_resource_status`.
+        """
+        status = read_status(await self.request(request, within=within))
         if isinstance(status, CallFailure):
             raise DataQCApiError.from_failure(status)
         return status
