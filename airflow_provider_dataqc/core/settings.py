@@ -212,6 +212,10 @@ class ConnectionSettings:
     verify: bool | str = True
     retry: RetrySettings = RetrySettings()
     conn_id: str | None = None
+    #: Longest a download may take, seconds (extra ``download_timeout``; 0: no bound but the read timeout).
+    download_timeout: float = 3600.0
+    #: Calls per 10 s this process sends for the connection's user (extra ``rate_limit``; 0: off).
+    rate_limit: float = 40.0
 
     @property
     def host_header(self) -> str:
@@ -315,6 +319,10 @@ class ConnectionSettings:
             verify=verify,
             retry=retry,
             conn_id=conn_id,
+            download_timeout=_number(
+                extra.get("download_timeout", 3600), "download_timeout", minimum=0, maximum=7 * 86400
+            ),
+            rate_limit=_number(extra.get("rate_limit", 40), "rate_limit", minimum=0, maximum=100_000),
         )
 
 
