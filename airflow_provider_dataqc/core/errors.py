@@ -21,6 +21,20 @@ EXCERPT_CHARS = 200
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
 _TAGS = re.compile(r"<[^>]{0,200}>")
+#: What :func:`printable` escapes: C0 and C1 controls, DEL, the line and paragraph separators
+#: and the bidirectional controls that make a terminal show a line in another order.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """``text`` on one line, safe to log: every control character is escaped as Python writes
+    it (``\\n``, ``\\x1b``, ``\\u2028``), everything else is kept as it was.
+
+    Used wherever text from the service (its fields, error codes, request IDs, body excerpts)
+    becomes part of a log line or an exception message, so an answer can never start a line
+    of its own (a forged "Task exited with return code 0"). Escaping twice changes nothing.
+    """
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def excerpt(body: bytes | str | None, limit: int = EXCERPT_CHARS) -> str:
@@ -33,7 +47,7 @@ def excerpt(body: bytes | str | None, limit: int = EXCERPT_CHARS) -> str:
         return ""
     raw = body[: limit * 8]
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    text = _SPACES.sub(" ", _TAGS.sub(" ", _CONTROL.sub("", text))).strip()
+    text = printable(_SPACES.sub(" ", _TAGS.sub(" ", _CONTROL.sub("", text))).strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -47,8 +61,10 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def request_id_of(headers: Mapping[str, str]) -> str | None:
-    """The ``X-Request-Id`` support asks for (some gateways spell it differently)."""
-    return header(headers, "X-Request-Id") or header(headers, "X-Apig-Request-Id")
+    """The ``X-Request-Id`` support asks for (some gateways spell it differently), escaped
+    with :func:`printable`: it is quoted in logs and errors."""
+    found = header(headers, "X-Request-Id") or header(headers, "X-Apig-Request-Id")
+    return printable(found) if found else found
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,8 @@ class CallFailure:
     permanent: bool = False
 
     def message(self) -> str:
-        """One line naming everything that is known, for logs and exceptions."""
+        """One line naming everything that is known, for logs and exceptions (the service's
+        text escaped with :func:`printable`)."""
         parts = [f"DataArts Quality {self.operation} call failed"]
         if self.status_code is not None:
             parts.append(f"HTTP {self.status_code}")
@@ -92,6 +109,7 @@ class CallFailure:
         if self.body_excerpt:
             parts.append(f"body: {self.body_excerpt!r}")
         parts.append(f"X-Request-Id={self.request_id or 'none'}")
+        parts = [printable(part) for part in parts]
         return ": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
 
 
@@ -111,7 +129,11 @@ def decode_json(body: bytes) -> tuple[Any, str | None]:
 
 def service_error(payload: Any) -> tuple[str | None, str | None]:
     """``(error_code, error_msg)`` from a decoded error body, tolerating the
-    gateway's and IAM's shapes (``{"error": {"code", "message"}}``)."""
+    gateway's and IAM's shapes (``{"error": {"code", "message"}}``).
+
+    The code is an identifier that logs quote as it is, so it comes escaped with
+    :func:`printable`; the message is kept as the service wrote it (messages quote it with ``repr``).
+    """
     if not isinstance(payload, Mapping):
         return None, None
     code, msg = payload.get("error_code"), payload.get("error_msg")
@@ -119,7 +141,7 @@ def service_error(payload: Any) -> tuple[str | None, str | None]:
     if isinstance(nested, Mapping):
         code = code or nested.get("code") or nested.get("error_code")
         msg = msg or nested.get("message") or nested.get("error_msg")
-    return (str(code) if code not in (None, "") else None, str(msg) if msg not in (None, "") else None)
+    return (printable(code) if code not in (None, "") else None, str(msg) if msg not in (None, "") else None)
 
 
 def failure_from_answer(operation: str, status_code: int, headers: Mapping[str, str], body: bytes) -> CallFailure:

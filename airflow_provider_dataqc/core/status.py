@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from airflow_provider_dataqc.core.errors import printable
+
 
 class TaskStatus(str, Enum):
     """The documented values of ``status``."""
@@ -259,7 +261,8 @@ class Assessment:
 
 
 def describe(status: ResourceStatus) -> str:
-    """One line naming the task, its state, the service's error and the request ID."""
+    """One line naming the task, its state, the service's error and the request ID (every
+    field the service sent escaped with :func:`~.errors.printable`: none can start a line)."""
     parts = [f"resource_id={status.resource_id!r}", f"status={status.status}"]
     if status.file_status:
         parts.append(f"file_status={status.file_status}")
@@ -268,7 +271,7 @@ def describe(status: ResourceStatus) -> str:
     if status.error_msg:
         parts.append(f"error_msg={status.error_msg!r}")
     parts.append(f"X-Request-Id={status.request_id or 'none'}")
-    return ", ".join(parts)
+    return printable(", ".join(parts))
 
 
 def assess(status: ResourceStatus, *, wait_for_file: bool = False) -> Assessment:
@@ -286,7 +289,7 @@ def assess(status: ResourceStatus, *, wait_for_file: bool = False) -> Assessment
         if status.is_file_lost:
             return Assessment(
                 Outcome.FAILED,
-                f"DataArts Quality task succeeded but its file is {status.file_status}: {describe(status)}",
+                f"DataArts Quality task succeeded but its file is {printable(status.file_status)}: {describe(status)}",
             )
         return Assessment(Outcome.WAIT, f"task succeeded, waiting for its file: {describe(status)}")
     elapsed = status.elapsed()
