@@ -99,40 +99,47 @@ def normalise_endpoint(
     A bare host (the URI form of a connection) gets ``default_scheme``. Paths,
     queries, user info and schemes other than http/https are refused, and so is
     plain ``http`` to a host that is not loopback unless ``allow_insecure_http``.
+
+    User info is looked for first, and an error quotes at most the host and port:
+    what was typed may hold a password (``https://user:pw@host``) or a token (``?token=``).
     """
     text = value.strip()
+    authority = text.split("://", 1)[-1]
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    if "@" in authority:
+        raise InvalidSettingError(f"{field_name} must not carry user info; put credentials in login/password")
     if _CONTROL.search(text) or " " in text:
-        raise InvalidSettingError(f"{field_name} {text!r:.80} contains spaces or control characters")
+        raise InvalidSettingError(f"{field_name} contains spaces or control characters")
     if "://" not in text:
         if "/" in text:
             raise InvalidSettingError(
-                f"{field_name} {text!r:.80} has no scheme: write it as https://host[:port] without a path"
+                f"{field_name} {authority!r:.80} has no scheme: write it as https://host[:port] without a path"
             )
         text = f"{default_scheme}://{text}"
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme not in {"http", "https"}:
-        raise InvalidSettingError(f"{field_name} {text!r:.80} must use https:// (or http:// on loopback)")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError as err:
-        raise InvalidSettingError(f"{field_name} {text!r:.80} has an invalid port: {err}") from None
+        raise InvalidSettingError(f"{field_name} must use https:// (or http:// on loopback)")
+    host = parts.hostname
     if not host:
-        raise InvalidSettingError(f"{field_name} {text!r:.80} has no host name")
-    if parts.username or parts.password:
-        raise InvalidSettingError(f"{field_name} must not carry user info; put credentials in login/password")
+        raise InvalidSettingError(f"{field_name} has no host name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidSettingError(f"{field_name} has an invalid port after {host!r:.80}: use 1-65535") from None
+    netloc = f"[{host}]" if ":" in host else host
+    shown = f"{scheme}://{netloc}" + (f":{port}" if port else "")
     if parts.path not in {"", "/"} or parts.query or parts.fragment:
         raise InvalidSettingError(
-            f"{field_name} {scheme}://{parts.netloc}… must not have a path, query or fragment: "
-            "give only scheme://host[:port]"
+            f"{field_name} {shown}… must not have a path, query or fragment: give only scheme://host[:port]"
         )
     if scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InvalidSettingError(
-            f"{field_name} {text!r:.80} uses plain http to a non-loopback host: tokens and signatures "
+            f"{field_name} {shown} uses plain http to a non-loopback host: tokens and signatures "
             "would travel in clear text. Use https, or set extra allow_insecure_http=true to accept the risk"
         )
-    netloc = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{netloc}" + (f":{port}" if port else "")
+    return shown
 
 
 def _bool(value: Any, name: str) -> bool:
@@ -259,7 +266,10 @@ class ConnectionSettings:
         auth_type = _AUTH_ALIASES[raw_auth]
         region = _optional_text(extra.get("region"))
         if region is not None and not _REGION.match(region):
-            raise InvalidSettingError(f"extra region {region!r:.40} is not a region name such as cn-north-4")
+            # Not quoted: a URL with credentials pasted into the wrong field must not be echoed.
+            raise InvalidSettingError(
+                "extra region is not a region name such as cn-north-4 (lowercase letters, digits and '-')"
+            )
         insecure = _bool(extra.get("allow_insecure_http", False), "allow_insecure_http")
 
         raw_host = _optional_text(extra.get("endpoint")) or _optional_text(host)
@@ -293,6 +303,8 @@ class ConnectionSettings:
             )
         login = _optional_text(login)
         secret = password if password else None
+        security_token = _optional_text(extra.get("security_token"))
+        _refuse_unsendable_credentials(auth_type, login, secret, security_token)
         _require_credentials(auth_type, login, secret, extra)
 
         verify = _verify(extra.get("verify"))
@@ -312,7 +324,7 @@ class ConnectionSettings:
             login=login,
             secret=secret,
             domain_name=_optional_text(extra.get("domain_name")),
-            security_token=_optional_text(extra.get("security_token")),
+            security_token=security_token,
             iam_endpoint=iam_endpoint,
             connect_timeout=_number(extra.get("connect_timeout", 10), "connect_timeout", minimum=0.1, maximum=600),
             read_timeout=_number(extra.get("timeout", 30), "timeout", minimum=0.1, maximum=3600),
@@ -324,6 +336,42 @@ class ConnectionSettings:
             ),
             rate_limit=_number(extra.get("rate_limit", 40), "rate_limit", minimum=0, maximum=100_000),
         )
+
+
+_SECRET_FIELDS = {
+    AuthType.TOKEN: "password (IAM token)",
+    AuthType.PASSWORD: "password",
+    AuthType.AKSK: "password (Secret Key)",
+}
+
+
+def _refuse_unsendable_credentials(
+    auth_type: AuthType, login: str | None, secret: str | None, security_token: str | None
+) -> None:
+    """Refuse credentials with control characters, and tokens sent as header values with
+    white space, naming the field and never showing the value.
+
+    Such a value can only be a paste mistake, and sending it would fail in the HTTP client
+    with an error that quotes the header, that is the secret (``requests`` does).
+    """
+    login_field = "login (Access Key)" if auth_type is AuthType.AKSK else "login"
+    checks = (
+        (login_field, login, False),
+        (_SECRET_FIELDS[auth_type], secret, auth_type is AuthType.TOKEN),
+        ("extra security_token", security_token, True),
+    )
+    for name, value, header_value in checks:
+        if value is None:
+            continue
+        if _CONTROL.search(value):
+            raise InvalidSettingError(
+                f"{name} contains a line break or another control character (the value is not shown): "
+                "enter it again without them"
+            )
+        if header_value and any(char.isspace() for char in value):
+            raise InvalidSettingError(
+                f"{name} contains white space, which a token never does (the value is not shown): enter it again"
+            )
 
 
 def _require_credentials(auth_type: AuthType, login: str | None, secret: str | None, extra: Mapping[str, Any]) -> None:

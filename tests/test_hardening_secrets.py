@@ -1,0 +1,264 @@
+"""Secrets never reach an error or a log in any form, however the connection is mistyped.
+
+A secret is searched for raw and in every form a transformation could give it: JSON-escaped,
+``repr``-escaped, URL-encoded, HTML-escaped, white space collapsed, and each of its pieces
+between control characters.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import pickle
+import re
+import traceback
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+from conftest import connection_json
+
+from airflow_provider_dataqc.core.settings import ConnectionSettings, InvalidSettingError
+from airflow_provider_dataqc.hooks.dataqc import DataQCApiError, DataQCHook
+from airflow_provider_dataqc.testing.emulator import DEFAULT_PROJECT_ID, Emulator
+from airflow_provider_dataqc.triggers.dataqc import DataQCResourceStatusTrigger
+
+
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` and what escaping, encoding or tidying could turn it into."""
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        html.escape(secret),
+        " ".join(secret.split()),
+        re.sub(r"[\x00-\x1f\x7f]", "", secret),
+    }
+    forms |= {form.replace("\\", "\\\\") for form in list(forms)}  # escaped once more (repr of a JSON text)
+    pieces = {piece for piece in re.split(r"[\s\x00-\x1f\x7f]+", secret) if len(piece) >= 6}
+    return {form for form in forms | pieces if len(form) >= 4}
+
+
+def assert_no_secret_form(text: str, secret: str, where: str) -> None:
+    for form in sorted(secret_forms(secret)):
+        assert form not in text, f"the secret appears in {where} as {form[:5]!r}…"
+
+
+def exception_texts(err: BaseException) -> str:
+    return "\n".join(
+        [
+            str(err),
+            repr(err),
+            repr(vars(err)),
+            "".join(traceback.format_exception(err)),
+            str(pickle.loads(pickle.dumps(err))),
+        ]
+    )
+
+
+def from_fields(**fields: Any) -> ConnectionSettings:
+    defaults: dict[str, Any] = {
+        "host": "https://dayu.example.com",
+        "login": None,
+        "password": "tok-good-0123456789",
+        "port": None,
+        "schema": None,
+        "extra": {"project_id": DEFAULT_PROJECT_ID},
+    }
+    defaults.update(fields)
+    return ConnectionSettings.from_connection(**defaults)
+
+
+# ------------------------------------------------------------------------------- control characters
+CONTROL_SECRETS = [
+    "tok-0123456789abcdef\r\nX-Injected: yes",
+    "tok-0123456789abcdef\n",
+    "\ttok-0123456789abcdef",
+    "tok-01234567\x00-89abcdef",
+    "tok-01234567\x1b[2K-89abcdef",
+    "tok-01234567\x7f89abcdef",
+]
+
+
+@pytest.mark.parametrize("secret", CONTROL_SECRETS, ids=range(len(CONTROL_SECRETS)))
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({}, "password"),
+        ({"login": "AK0123456789", "extra": {"project_id": DEFAULT_PROJECT_ID, "auth_type": "aksk"}}, "Secret Key"),
+        (
+            {
+                "login": "dq-user",
+                "extra": {"project_id": DEFAULT_PROJECT_ID, "auth_type": "password", "domain_name": "d"},
+            },
+            "password",
+        ),
+    ],
+    ids=["token", "aksk", "password"],
+)
+def test_a_secret_with_control_characters_is_refused_naming_the_field_not_the_value(
+    secret: str, fields: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidSettingError, match=named) as caught:
+        from_fields(**fields, password=secret)
+    assert "control character" in str(caught.value)
+    assert_no_secret_form(exception_texts(caught.value), secret, "the error")
+
+
+@pytest.mark.parametrize("secret", CONTROL_SECRETS, ids=range(len(CONTROL_SECRETS)))
+def test_a_security_token_or_access_key_with_control_characters_is_refused(secret: str) -> None:
+    aksk = {"project_id": DEFAULT_PROJECT_ID, "auth_type": "aksk"}
+    if secret.strip() != secret:  # surrounding white space is trimmed from these two, as before
+        assert from_fields(login=secret, extra=aksk).login == secret.strip()
+        trimmed = from_fields(login="AK0123456789", extra={**aksk, "security_token": secret})
+        assert trimmed.security_token == secret.strip()
+        return
+    with pytest.raises(InvalidSettingError, match="security_token") as caught:
+        from_fields(login="AK0123456789", extra={**aksk, "security_token": secret})
+    assert_no_secret_form(exception_texts(caught.value), secret, "the error")
+    with pytest.raises(InvalidSettingError, match="login") as caught:
+        from_fields(login=secret, extra=aksk)
+    assert_no_secret_form(exception_texts(caught.value), secret, "the error")
+
+
+def test_header_secrets_with_white_space_are_refused_and_passwords_may_have_spaces() -> None:
+    # requests refuses a header value with leading white space by quoting the value.
+    for token in (" tok-0123456789abcdef", "tok-0123456789abcdef ", "tok-0123 456789abcdef"):
+        with pytest.raises(InvalidSettingError, match="password") as caught:
+            from_fields(password=token)
+        assert_no_secret_form(exception_texts(caught.value), token, "the error")
+    aksk = {"project_id": DEFAULT_PROJECT_ID, "auth_type": "aksk"}
+    with pytest.raises(InvalidSettingError, match="security_token"):
+        from_fields(login="AK0123456789", extra={**aksk, "security_token": "sts-0123 456789"})
+    trimmed = from_fields(login="AK0123456789", extra={**aksk, "security_token": " sts-0123456789 "})
+    assert trimmed.security_token == "sts-0123456789"  # trimmed, as before
+    extra = {"project_id": DEFAULT_PROJECT_ID, "auth_type": "password", "domain_name": "d"}
+    assert from_fields(login="u", password="  two  spaces ", extra=extra).secret == "  two  spaces "
+
+
+def test_a_token_with_a_line_break_is_refused_before_any_request_and_never_logged(
+    fresh_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, task_logs: Any
+) -> None:
+    emu = fresh_emulator
+    secret = "tok-5ecret-7a1e\r\nX-Injected: yes"
+    conn = json.loads(connection_json(emu, "token"))
+    conn["password"] = secret
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", json.dumps(conn))
+    with pytest.raises(DataQCApiError) as caught:
+        DataQCHook().get_resource_status("success-0")
+    assert "password" in str(caught.value) and "control character" in str(caught.value)
+    ok, message = DataQCHook().test_connection()
+    assert not ok and "password" in message
+    texts = exception_texts(caught.value) + message + task_logs.text()
+    assert_no_secret_form(texts, secret, "the hook's errors or logs")
+    assert emu.count() == 0  # refused when the connection was read: nothing was sent
+
+
+async def test_the_trigger_refuses_a_secret_key_with_a_line_break_naming_the_field(
+    fresh_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, task_logs: Any
+) -> None:
+    emu = fresh_emulator
+    secret = "SK0123456789abcdef\nX-Injected: yes"
+    conn = json.loads(connection_json(emu, "aksk"))
+    conn["password"] = secret
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", json.dumps(conn))
+    events = [event.payload async for event in DataQCResourceStatusTrigger("success-0", poll_interval=0.01).run()]
+    assert [e["status"] for e in events] == ["error"] and "Secret Key" in events[0]["message"]
+    assert_no_secret_form(json.dumps(events) + task_logs.text(), secret, "the trigger's event or logs")
+    assert emu.count() == 0
+
+
+# ------------------------------------------------------------------------------- endpoints
+SECRET = "S3cr3t-pw-9f2c"
+USER_INFO_ENDPOINTS = [
+    f"https://user:{SECRET}@dayu.example.com",
+    f"https://:{SECRET}@dayu.example.com",
+    f"https://{SECRET}@dayu.example.com",
+    f"https://user:{SECRET} x@dayu.example.com",  # space: the first check
+    f"https://user:{SECRET}@dayu.example.com\n",  # control character
+    f"ftp://user:{SECRET}@dayu.example.com",  # another scheme
+    f"https://user:{SECRET}@dayu.example.com:port",  # a bad port
+    f"https://user:{SECRET}@",  # no host
+    f"https://user:{SECRET}@:443",
+    f"user:{SECRET}@dayu.example.com/v2",  # no scheme, with a path
+    f"user:{SECRET}@dayu.example.com",
+    f"http://user:{SECRET}@dayu.example.com",  # plain http
+    f"https://user:{SECRET}@dayu.example.com/v2?x=1",
+    f"https://user%3A{SECRET}@dayu.example.com",
+]
+
+
+def _endpoint_fields(where: str, value: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"project_id": DEFAULT_PROJECT_ID}
+    if where == "host":
+        return {"host": value, "extra": extra}
+    if where == "extra endpoint":
+        return {"host": None, "extra": {**extra, "endpoint": value}}
+    if where == "iam_endpoint":
+        extra.update(auth_type="password", domain_name="d", iam_endpoint=value)
+        return {"login": "u", "password": "pw-0123456789", "extra": extra}
+    return {"host": None, "extra": {**extra, "region": value}}
+
+
+@pytest.mark.parametrize("value", USER_INFO_ENDPOINTS, ids=range(len(USER_INFO_ENDPOINTS)))
+@pytest.mark.parametrize("where", ["host", "extra endpoint", "iam_endpoint", "region"])
+def test_an_endpoint_with_user_info_never_quotes_it(where: str, value: str) -> None:
+    with pytest.raises(InvalidSettingError) as caught:
+        from_fields(**_endpoint_fields(where, value))
+    text = exception_texts(caught.value)
+    assert_no_secret_form(text, SECRET, f"the error for {where}")
+    assert ("region" if where == "region" else "endpoint") in str(caught.value)
+    if where != "region" and "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+        assert "user info" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"https://dayu.example.com/?access_token={SECRET}",
+        f"https://dayu.example.com?token={SECRET} x",
+        f"https://dayu.example.com/{SECRET}\n",
+        f"dayu.example.com/{SECRET}",
+        f"ftp://dayu.example.com/{SECRET}",
+        f"https://dayu.example.com:{SECRET}",
+        f"http://dayu.example.com/{SECRET}",
+        f"https://dayu.example.com#{SECRET}",
+    ],
+)
+def test_endpoint_errors_quote_at_most_the_host(value: str) -> None:
+    with pytest.raises(InvalidSettingError, match="endpoint") as caught:
+        from_fields(host=value)
+    assert_no_secret_form(exception_texts(caught.value), SECRET, "the error")
+
+
+def test_endpoint_errors_still_say_what_is_wrong() -> None:
+    cases = {
+        "ftp://dayu.example.com": "https://",
+        "https://dayu.example.com:99999": "dayu.example.com",
+        "http://dayu.example.com": "http://dayu.example.com",
+        "dayu.example.com/v2": "dayu.example.com",
+        "https://dayu.example.com/v2": "https://dayu.example.com",
+    }
+    for value, shown in cases.items():
+        with pytest.raises(InvalidSettingError) as caught:
+            from_fields(host=value)
+        assert shown in str(caught.value), (value, str(caught.value))
+
+
+def test_a_hook_with_user_info_in_its_host_leaks_it_nowhere(
+    fresh_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, task_logs: Any
+) -> None:
+    emu = fresh_emulator
+    conn = json.loads(connection_json(emu, "token"))
+    conn["host"] = emu.url.replace("http://", f"ftp://user:{SECRET}@")
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", json.dumps(conn))
+    with pytest.raises(DataQCApiError) as caught:
+        DataQCHook().get_resource_status("success-0")
+    ok, message = DataQCHook().test_connection()
+    assert not ok and "user info" in str(caught.value) and "user info" in message
+    assert_no_secret_form(exception_texts(caught.value) + message + task_logs.text(), SECRET, "errors or logs")
+    assert emu.count() == 0
