@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_dataqc.core.calls import is_transient
+from airflow_provider_dataqc.core.calls import is_transient, may_have_acted
 from airflow_provider_dataqc.core.errors import CallFailure
 
-__all__ = ["DataQCApiError", "DataQCInvalidArgumentError"]
+__all__ = ["DataQCApiError", "DataQCInvalidArgumentError", "DataQCOutcomeUnknownError"]
 
 
 class DataQCApiError(AirflowException):
@@ -51,7 +51,20 @@ class DataQCApiError(AirflowException):
         self.transient = transient
 
     @classmethod
-    def from_failure(cls, failure: CallFailure) -> DataQCApiError:
+    def from_failure(cls, failure: CallFailure, *, idempotent: bool = True) -> DataQCApiError:
+        """The error for a failed call; :class:`DataQCOutcomeUnknownError` when a call that is not
+        idempotent may have been carried out all the same."""
+        if may_have_acted(failure, idempotent):
+            return DataQCOutcomeUnknownError(
+                f"{failure.message()}. DataArts Quality may have carried out this {failure.operation} before "
+                f"the answer was lost: check the workspace (its {failure.operation} tasks, and the status of any "
+                "new resource_id) before running it again. Not retried, also not by the task's retries.",
+                status_code=failure.status_code,
+                error_code=failure.error_code,
+                error_msg=failure.error_msg,
+                request_id=failure.request_id,
+                transient=is_transient(failure),
+            )
         return cls(
             failure.message(),
             status_code=failure.status_code,
@@ -68,6 +81,12 @@ class DataQCApiError(AirflowException):
 class DataQCInvalidArgumentError(DataQCApiError, ValueError):
     """An argument is wrong (a resource ID, a workspace, a strategy, a mapping ...): the
     message names it and says what is allowed. Raised before any request is sent."""
+
+
+class DataQCOutcomeUnknownError(DataQCApiError, AirflowFailException):
+    """A call that is not idempotent (export, upload, import) failed after the service may have
+    acted on it (no answer, a 5xx, an unusable 2xx). Never repeated — Airflow does not retry an
+    ``AirflowFailException`` — so a retrying DAG does not start a second export or import."""
 
 
 def _rebuild(kind: type[DataQCApiError], message: str, state: dict[str, Any]) -> DataQCApiError:

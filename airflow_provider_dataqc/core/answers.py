@@ -63,6 +63,39 @@ def shortfall(headers: Mapping[str, str], received: int) -> str | None:
     return f"after {received} of {expected} bytes"
 
 
+def framed(headers: Mapping[str, str]) -> bool:
+    """Whether an answer says where it ends (``Content-Length`` or chunked framing): one that
+    does not ends when the connection closes, so a cut cannot be told from the end."""
+    length = (header(headers, "Content-Length") or "").strip()
+    chunked = "chunked" in (header(headers, "Transfer-Encoding") or "").lower()
+    return length.isdigit() or chunked
+
+
+def looks_like_an_error_page(head: bytes, headers: Mapping[str, str]) -> bool:
+    """Whether a 2xx download is not the file but a JSON document or an HTML page in its place
+    (a gateway's maintenance page, ``{"error_code": "DQC.1017", ...}``). ``head``: its first bytes."""
+    content_type = (header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
+    start = head.lstrip()[:15].lower()
+    if content_type in ("application/json", "text/json", "text/html") or content_type.endswith("+json"):
+        return True
+    return start.startswith((b"{", b"<!doctype html", b"<html"))
+
+
+def not_the_file(answer: Answer, operation: str = "download") -> CallFailure:
+    """The failure for a 2xx download whose body is an error document, not the file."""
+    payload, _ = decode_json(answer.body)
+    error_code, error_msg = service_error(payload)
+    return CallFailure(
+        operation=operation,
+        status_code=answer.status_code,
+        error_code=error_code,
+        error_msg=error_msg,
+        request_id=request_id_of(answer.headers),
+        problem="a success status but the body is an error document (JSON or HTML), not the exported file",
+        body_excerpt=None if error_code or error_msg else excerpt(answer.body) or None,
+    )
+
+
 def read_json_object(answer: Answer, operation: str) -> dict[str, Any] | CallFailure:
     """The JSON object of a successful answer, or a failure that names what is wrong
     with it (empty, cut, not UTF-8, not JSON, not an object, or a 200 carrying an

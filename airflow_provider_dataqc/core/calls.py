@@ -19,17 +19,21 @@ and the trigger both follow it.
   ``max_wait``); at most ``max_retries`` times (connection extra ``max_retries``,
   default 3), and a retry is only started if its wait ends within
   ``total_timeout`` seconds (extra ``retry_timeout``, default 300) of the first
-  attempt. Each attempt is bounded by the connect and read timeouts (extras
-  ``connect_timeout`` 10 s, ``timeout`` 30 s). Every retry logs one WARNING:
+  attempt. Each attempt is bounded by the connect timeout (extra
+  ``connect_timeout``, 10 s) and as a whole, answer included, by extra ``timeout``
+  (30 s; a download by extra ``download_timeout``, 1 h), and never runs past the
+  deadline of the wait that makes it. Every retry logs one WARNING:
   attempt n/N, HTTP status or network error, ``error_code``, ``X-Request-Id``
   and the wait.
 * Never retried: other statuses (400, 401 after the one token refresh, 403,
   404 ...) and failures waiting cannot fix (a rejected TLS certificate).
 * A call that is not idempotent (export, upload, import) is repeated only when
   the service surely did not act on it: the connection was refused or never
-  opened, or the answer was 429. After a read timeout, a reset or a 5xx it may
-  have acted, so the failure is reported instead of risking a second export or
-  import.
+  opened, or the answer was 429. After a read timeout, a reset, a TLS error, a
+  5xx or an unusable 2xx it may have acted (:func:`may_have_acted`), so the
+  failure is reported instead of risking a second export or import — and reported
+  as ``DataQCOutcomeUnknownError`` (an ``AirflowFailException``), so Airflow's own
+  task retries do not repeat it either.
 * ``auth_type="password"``: a 401 drops the cached token, gets a new one and
   repeats the call once; a second 401 is reported.
 * A 2xx answer whose body cannot be used (not JSON, not an object, no status: a
@@ -153,6 +157,17 @@ def is_retryable(failure: CallFailure, idempotent: bool) -> bool:
     return is_transient(failure) and (idempotent or failure.not_processed)
 
 
+def may_have_acted(failure: CallFailure, idempotent: bool) -> bool:
+    """Whether a failed call that is not idempotent may have been carried out anyway: no
+    (complete) answer after the request may have gone out, a 5xx, or a 2xx whose body cannot
+    be used. Such a call is never sent again — not by the call's retries, and not by a task
+    retry (the hook raises ``DataQCOutcomeUnknownError``, which Airflow does not retry)."""
+    if idempotent or failure.not_processed or failure.permanent:
+        return False
+    code = failure.status_code
+    return code is None or code >= 500 or 200 <= code < 300
+
+
 def retry_wait(
     failure: CallFailure,
     *,
@@ -177,12 +192,20 @@ def call(
     request: ApiRequest,
     *,
     log: Log,
+    within: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     rng: Callable[[float, float], float] = random.uniform,
 ) -> CallPlan:
-    """The steps of one call: returns the successful :class:`Answer` or the final :class:`CallFailure`."""
+    """The steps of one call: returns the successful :class:`Answer` or the final :class:`CallFailure`.
+
+    :param within: seconds the caller can wait for the whole call (a wait's deadline): no
+        attempt runs and no retry starts past it.
+    """
     needs_token = settings.auth_type is AuthType.PASSWORD and not request.iam
+    ends_at = clock() + max(within, 0.0) if within is not None else None
     deadline = clock() + settings.retry.total_timeout
+    if ends_at is not None:
+        deadline = min(deadline, ends_at)
     retries_done = 0
     token: str | None = None
     rejected: str | None = None
@@ -193,7 +216,12 @@ def call(
             if isinstance(got, CallFailure):
                 return got
             token, rejected = got, None
-        outcome = yield Send(prepare(settings, request, token=token))
+        prepared = prepare(settings, request, token=token)
+        if ends_at is not None:  # no attempt outlives the wait that makes it
+            left = max(ends_at - clock(), 0.0)
+            if prepared.attempt_timeout is None or prepared.attempt_timeout > left:
+                prepared = replace(prepared, attempt_timeout=left)
+        outcome = yield Send(prepared)
         if isinstance(outcome, Answer):
             if 200 <= outcome.status_code < 300:
                 return outcome

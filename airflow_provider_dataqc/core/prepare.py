@@ -36,6 +36,8 @@ class PreparedRequest:
     idempotent: bool
     connect_timeout: float
     read_timeout: float
+    #: The longest one attempt may take, answer included (``None``: only the timeouts above bound it).
+    attempt_timeout: float | None = None
 
     def __repr__(self) -> str:
         return f"PreparedRequest({self.method} {self.url})"
@@ -61,6 +63,9 @@ def prepare(
         headers["Content-Type"] = request.content_type
     if request.workspace:
         headers["workspace"] = request.workspace
+    if request.stream:
+        # A download is stored byte for byte: never ask for (or inflate) a compressed body.
+        headers["Accept-Encoding"] = "identity"
     headers.update(request.extra_headers)
     if not request.iam:
         _authenticate(settings, request, headers, token=token, now=now)
@@ -74,6 +79,7 @@ def prepare(
         idempotent=request.idempotent,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        attempt_timeout=(settings.download_timeout or None) if request.stream else settings.read_timeout,
     )
 
 

@@ -22,6 +22,7 @@ from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.answers import (
     DownloadResult,
     UploadResult,
+    not_the_file,
     read_json_object,
     read_resource_id,
     read_status,
@@ -32,7 +33,7 @@ from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, 
 from airflow_provider_dataqc.core.status import ResourceStatus
 from airflow_provider_dataqc.core.tokens import TOKEN_CACHE
 from airflow_provider_dataqc.core.wait import ResourceStatusRules, Wait
-from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
+from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError, DataQCOutcomeUnknownError
 from airflow_provider_dataqc.hooks.connection import (
     connection_form_widgets,
     mask_secret_value,
@@ -46,6 +47,7 @@ __all__ = [
     "DataQCApiError",
     "DataQCHook",
     "DataQCInvalidArgumentError",
+    "DataQCOutcomeUnknownError",
     "DownloadResult",
     "ResourceStatus",
     "UploadResult",
@@ -163,13 +165,13 @@ class DataQCHook(BaseHook):
     def _request(self, request: api.ApiRequest, sink: DownloadSink | None = None) -> Answer:
         outcome = self._drive(call(self.settings, request, log=self.log), sink)
         if isinstance(outcome, CallFailure):
-            raise DataQCApiError.from_failure(outcome)
+            raise DataQCApiError.from_failure(outcome, idempotent=request.idempotent)
         return outcome
 
     def _json(self, request: api.ApiRequest) -> dict[str, Any]:
         payload = read_json_object(self._request(request), request.operation)
         if isinstance(payload, CallFailure):
-            raise DataQCApiError.from_failure(payload)
+            raise DataQCApiError.from_failure(payload, idempotent=request.idempotent)
         return payload
 
     # ----------------------------------------------------------------- calls
@@ -323,6 +325,8 @@ class DataQCHook(BaseHook):
         target.parent.mkdir(parents=True, exist_ok=True)
         sink = DownloadSink(target)
         answer = self._request(request, sink)
+        if answer.streamed is None:  # an error document came instead of the file
+            raise DataQCApiError.from_failure(not_the_file(answer))
         written: Written = answer.streamed
         os.replace(written.temp_path, target)
         return DownloadResult(
@@ -402,6 +406,9 @@ class DataQCHook(BaseHook):
 
 def _resource_id(payload: dict[str, Any], operation: str) -> str:
     value = read_resource_id(payload)
-    if value is None:
-        raise DataQCApiError(f"DataArts Quality {operation} answered without a resource_id: {str(payload)[:200]!r}")
+    if value is None:  # a success without its resource_id: the service may have acted all the same
+        raise DataQCOutcomeUnknownError(
+            f"DataArts Quality {operation} answered without a resource_id: {str(payload)[:200]!r}; it may have "
+            f"been carried out all the same: check the workspace before running it again (not retried)"
+        )
     return value

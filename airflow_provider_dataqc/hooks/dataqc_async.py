@@ -12,9 +12,9 @@ closed when the last one leaves.
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -74,7 +74,9 @@ class _SharedSession:
         connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=MAX_CONNECTIONS_PER_HOST, ssl=ssl, keepalive_timeout=KEEPALIVE_SECONDS
         )
-        self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        # No cookie jar: the service needs no cookies, and triggers of different connections
+        # share this session (a cookie set for one must never be sent for another).
+        self.session = aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
         self.users = 0
 
     @classmethod
@@ -95,11 +97,9 @@ class _SharedSession:
             if verify is False:
                 ssl = False
             elif isinstance(verify, str):
-                import ssl as ssl_module
-
                 # Reading the CA bundle is file I/O: keep it off the loop.
                 try:
-                    ssl = await asyncio.to_thread(ssl_module.create_default_context, cafile=verify)
+                    ssl = await asyncio.to_thread(_ca_context, verify)
                 except OSError as err:  # a missing or unreadable bundle: waiting will not help
                     raise DataQCApiError(f"TLS set-up error (extra verify): {err}") from None
             shared = cls.pools().get(verify)
@@ -245,10 +245,7 @@ class AsyncDataQCClient:
             connection's ``retry_timeout``), so a wait with a deadline does not retry past it.
         :raises DataQCApiError: when the call fails (the message names status, codes, request ID).
         """
-        settings = self._settings()
-        if within is not None and within < settings.retry.total_timeout:
-            settings = replace(settings, retry=replace(settings.retry, total_timeout=max(within, 0.0)))
-        return await self._run(call(settings, request, log=self.log))
+        return await self._run(call(self._settings(), request, log=self.log, within=within))
 
     async def json(self, request: api.ApiRequest, *, within: float | None = None) -> dict[str, Any]:
         """:meth:`request`, and the answer's JSON object.
@@ -313,13 +310,23 @@ class AsyncDataQCClient:
         if url is None:
             # Sent exactly as built (and signed): no re-quoting by yarl; parsed once per URL.
             url = self._urls[prepared.url] = URL(prepared.url, encoded=True)
+        budget = prepared.attempt_timeout
+        timeout = self._timeout
+        if budget is not None:
+            # The whole attempt, answer included, within its bound (sock_read bounds only gaps).
+            timeout = aiohttp.ClientTimeout(
+                total=max(budget, 0.001),
+                sock_connect=prepared.connect_timeout,
+                sock_read=max(min(prepared.read_timeout, budget), 0.001),
+            )
+        started = asyncio.get_running_loop().time()
         try:
             async with self._shared.session.request(
                 prepared.method,
                 url,
                 headers=prepared.headers,
                 data=prepared.body,
-                timeout=self._timeout,
+                timeout=timeout,
                 allow_redirects=False,
             ) as response:
                 capped = CappedBody()
@@ -343,6 +350,18 @@ class AsyncDataQCClient:
         except aiohttp.ClientConnectorError as err:
             return NoAnswer(f"connection error: {err}", maybe_processed=False)
         except asyncio.TimeoutError:
+            if budget is not None and asyncio.get_running_loop().time() - started >= budget - 0.005:
+                return NoAnswer(f"read timeout after {budget:g}s: the answer was not complete in time")
             return NoAnswer(f"read timeout after {prepared.read_timeout:g}s")
         except aiohttp.ClientError as err:
             return NoAnswer(f"the answer was cut short: {type(err).__name__}: {err}")
+
+
+def _ca_context(verify: str) -> Any:
+    """The TLS context for extra ``verify`` naming a CA bundle, or a folder read as OpenSSL's
+    hashed CA directory (as ``requests`` reads the same setting)."""
+    import ssl
+
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)

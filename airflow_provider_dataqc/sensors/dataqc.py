@@ -13,7 +13,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait
 from airflow_provider_dataqc.hooks.dataqc import DataQCHook
@@ -85,23 +91,23 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
         return Wait(self.rules, max_consecutive_errors=self.max_consecutive_errors)
 
     def _poll(self) -> dict[str, Any] | None:
-        finish = poll(
-            self._wait, lambda: self.hook.get_resource_status(self.resource_id, workspace=self.workspace), self.log
-        )
+        def fetch() -> Any:
+            return self.hook.get_resource_status(self.resource_id, workspace=self.workspace)
+
+        finish = poll(self._wait, fetch, self.log)
         return None if finish is None else conclude(finish, self.rules, self.log).record
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         record = self._poll()
-        if record is None:
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=record)
-
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        record = self._poll()
         if record is not None:
-            return record
+            return PokeReturnValue(is_done=True, xcom_value=record)
+        if self.deferrable:
+            # Deferring from the first poke (not from an execute of our own) keeps Airflow's
+            # sensor loop in charge: the same soft_fail rule, and no nested-execute warning.
+            self._defer()
+        return False
+
+    def _defer(self) -> None:
         # Imported here: DAG files that only build sensors never load aiohttp.
         from airflow_provider_dataqc.triggers.dataqc import DataQCResourceStatusTrigger
 
@@ -124,3 +130,28 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Resume after the trigger: the record on success, else the matching failure."""
         return conclude(event, self.rules, self.log).record or {}
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after the trigger with the rule of poke mode (see :func:`end_like_a_poke`)."""
+        try:
+            # BaseOperator's resume, not BaseSensorOperator's: that one skips on every error with
+            # soft_fail, where a poke skips only on failure and timeout.
+            return super(BaseSensorOperator, self).resume_execution(next_method, next_kwargs, context)
+        except Exception as err:
+            end_like_a_poke(self, err)
+            raise
+
+
+def end_like_a_poke(sensor: Any, err: Exception) -> None:
+    """One rule for ``soft_fail`` in every mode (poke, reschedule, deferrable): the task is
+    skipped when what it waited for FAILED or TIMEOUT, or the wait timed out; an error (a
+    permanent one, too many transient ones, a bad connection, a rejected event) fails it.
+    ``never_fail`` skips on anything. Raises the skip, or returns to let ``err`` propagate."""
+    from airflow.providers.common.compat.sdk import AirflowSkipException, AirflowTaskTimeout
+
+    if type(err).__name__ == "TaskDeferralTimeout":  # the deferral's backstop: a timeout like any other
+        raise AirflowSensorTimeout(*err.args) from err
+    if sensor.soft_fail and isinstance(err, (AirflowFailException, AirflowSensorTimeout, AirflowTaskTimeout)):
+        raise AirflowSkipException("Skipping due to soft_fail is set to True.") from err
+    if getattr(sensor, "never_fail", False):
+        raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
