@@ -27,10 +27,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "auth_type": {
         "label": "Auth type",
         "description": "token: the password field holds an IAM token. password: IAM user name and password "
-        "(a token is fetched and cached). aksk: Access Key and Secret Key (requests are signed).",
+        "(a token is fetched and cached). ak_sk (also written aksk): Access Key and Secret Key "
+        "(requests are signed).",
+        # Every value is 5 characters or more: Airflow 3 hands each extra value to its log masker,
+        # which warns in every task log about a value shorter than that ("aksk").
         "schema": {
             "type": ["string", "null"],
-            "enum": ["token", "password", "aksk", None],
+            "enum": ["token", "password", "ak_sk", None],
             "default": "token",
         },
     },
@@ -65,7 +68,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "project_id": "0123456789abcdef0123456789abcdef",
         "workspace": "workspace ID from the DataArts Studio console URL",
         "region": "cn-north-4",
-        "auth_type": "token, password or aksk",
+        "auth_type": "token, password or ak_sk",
         "domain_name": "account name (password auth only)",
         "iam_endpoint": "https://iam.cn-north-4.myhuaweicloud.com",
         "extra": '{"timeout": 30, "connect_timeout": 10, "max_retries": 3, "verify": true}',

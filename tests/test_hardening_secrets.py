@@ -7,21 +7,25 @@ between control characters.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import pickle
 import re
 import traceback
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 from conftest import connection_json
 
-from airflow_provider_dataqc.core.settings import ConnectionSettings, InvalidSettingError
+from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, InvalidSettingError
 from airflow_provider_dataqc.hooks.dataqc import DataQCApiError, DataQCHook
 from airflow_provider_dataqc.testing.emulator import DEFAULT_PROJECT_ID, Emulator
 from airflow_provider_dataqc.triggers.dataqc import DataQCResourceStatusTrigger
+
+DAG_FILE = Path(__file__).parent / "dags" / "dataqc_auth_modes.py"
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -262,3 +266,88 @@ def test_a_hook_with_user_info_in_its_host_leaks_it_nowhere(
     assert not ok and "user info" in str(caught.value) and "user info" in message
     assert_no_secret_form(exception_texts(caught.value) + message + task_logs.text(), SECRET, "errors or logs")
     assert emu.count() == 0
+
+
+# ------------------------------------------------------------------------------- the log masker
+#: What Airflow logs once per process when a value shorter than its minimum is handed to the
+#: masker. Airflow 3 hands it every value of a connection's extra when it looks the connection
+#: up (``Connection.extra_dejson``), and checks the length before it checks the key's name.
+SHORT_SECRET_WARNING = "too short"
+
+
+def _form_auth_types() -> dict[AuthType, str]:
+    """The value the connection form stores for each auth type."""
+    from airflow_provider_dataqc.get_provider_info import CONN_FIELDS
+
+    offered = [value for value in CONN_FIELDS["auth_type"]["schema"]["enum"] if value is not None]
+    return {from_fields(**_auth_fields(value)).auth_type: value for value in offered}
+
+
+def _auth_fields(auth_type: str) -> dict[str, Any]:
+    return {"login": "u", "extra": {"project_id": DEFAULT_PROJECT_ID, "auth_type": auth_type, "domain_name": "d"}}
+
+
+def form_aksk_connection(emu: Emulator, **extra: Any) -> str:
+    """An AK/SK connection to ``emu`` whose ``auth_type`` is what the form stores."""
+    conn = json.loads(connection_json(emu, "aksk", **extra))
+    conn["extra"]["auth_type"] = _form_auth_types()[AuthType.AKSK]
+    return json.dumps(conn)
+
+
+def _masker_classes() -> list[Any]:
+    import importlib
+
+    found = []
+    for name in (
+        "airflow.sdk._shared.secrets_masker.secrets_masker",
+        "airflow._shared.secrets_masker.secrets_masker",
+        "airflow.utils.log.secrets_masker",
+    ):
+        with contextlib.suppress(ImportError):  # not every Airflow version has each
+            found.append(importlib.import_module(name).SecretsMasker)
+    return found
+
+
+@pytest.fixture
+def masker_warns_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow warns about a short secret once per process: let this test see it again."""
+    for cls in _masker_classes():
+        if hasattr(cls, "_has_warned_short_secret"):
+            monkeypatch.setattr(cls, "_has_warned_short_secret", False)
+
+
+def test_the_form_offers_every_auth_type_in_a_spelling_the_masker_does_not_warn_about() -> None:
+    offered = _form_auth_types()
+    assert set(offered) == set(AuthType)
+    assert all(len(value) >= 5 for value in offered.values()), offered
+    assert offered[AuthType.AKSK] == "ak_sk"
+    assert from_fields(**_auth_fields("aksk")).auth_type is AuthType.AKSK  # the short spelling still works
+
+
+def test_an_aksk_task_logs_no_short_secret_warning_and_masks_the_real_secrets(
+    fresh_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, run_dag: Any, task_logs: Any, masker_warns_again: None
+) -> None:
+    from airflow.providers.common.compat.sdk import redact
+
+    from airflow_provider_dataqc.testing.emulator import DEFAULT_AKSK
+
+    emu = fresh_emulator
+    sts = "STS-hardening-token-5d1c0e"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATAQC_AUTH_AKSK", form_aksk_connection(emu, security_token=sts, region="cn-north-4")
+    )
+    state, tasks = run_dag("dataqc_auth_aksk", files=(DAG_FILE,), conf={"resource_id": "success-1"})
+    assert state == "success" and tasks == {"wait": "success"}
+    text = task_logs.text()
+    assert "DataArts Quality task succeeded" in text  # the task's log was read
+    assert SHORT_SECRET_WARNING not in text
+    assert redact(DEFAULT_AKSK[1]) == "***" and redact(sts) == "***"
+
+
+async def test_an_aksk_trigger_logs_no_short_secret_warning(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, task_logs: Any, masker_warns_again: None
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", form_aksk_connection(emulator))
+    events = [event.payload async for event in DataQCResourceStatusTrigger("success-0", poll_interval=0.01).run()]
+    assert [e["status"] for e in events] == ["success"]
+    assert SHORT_SECRET_WARNING not in task_logs.text()
