@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -38,13 +38,13 @@ FULL = {
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (1704164645000, datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-        ("1704164645000", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-        (1704164645, datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-        ("2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-        ("2024-01-02T03:04:05.855000Z", datetime(2024, 1, 2, 3, 4, 5, 855000, tzinfo=timezone.utc)),
-        ("2024-01-02T11:04:05+08:00", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-        ("2024-01-02 03:04:05", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
+        (1704164645000, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("1704164645000", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        (1704164645, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2024-01-02T03:04:05.855000Z", datetime(2024, 1, 2, 3, 4, 5, 855000, tzinfo=UTC)),
+        ("2024-01-02T11:04:05+08:00", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2024-01-02 03:04:05", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
     ],
 )
 def test_service_times_in_every_plausible_form(value: object, expected: datetime) -> None:
@@ -64,7 +64,7 @@ def test_every_documented_field_is_kept_and_times_parsed() -> None:
         if name not in {"start_time", "end_time", "error_msg", "import_body"}:
             assert getattr(status, name) == str(FULL[name])
     assert status.error_msg is None  # blank is no message
-    assert status.start_time == datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert status.start_time == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert status.start_time_raw == "1704164645000" and status.end_time_raw == 1704164705000
     assert status.raw == FULL and status.request_id == "req-9"
     assert status.is_terminal and status.is_success and not status.is_failure and status.is_file_ready

@@ -7,7 +7,7 @@ import json
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from unittest import mock
 
@@ -125,7 +125,7 @@ def test_known_vector_matches_sdk_and_aware_now() -> None:
         token=None,
         moment=NOW,
     )
-    aware = NOW.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=8)))
+    aware = NOW.replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=8)))
     added = sign(**req, access_key=AK, secret_key=SK, project_id=PROJECT, now=aware)
     assert added["Authorization"] == oracle.header_params["Authorization"]
 
@@ -427,7 +427,7 @@ def test_verify_header_lookup_is_case_insensitive() -> None:
 def test_verify_within_skew_is_accepted() -> None:
     req = _signed()
     assert _check(req, now=NOW + timedelta(minutes=14)).ok
-    assert _check(req, now=(NOW - timedelta(minutes=14)).replace(tzinfo=timezone.utc)).ok
+    assert _check(req, now=(NOW - timedelta(minutes=14)).replace(tzinfo=UTC)).ok
 
 
 def test_verify_unsigned_payload_multipart() -> None:
