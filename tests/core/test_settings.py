@@ -198,3 +198,34 @@ def test_download_query_is_encoded() -> None:
 def test_iam_request_repr_does_not_show_the_password() -> None:
     request = api.iam_token_request(user="u", password="hunter2-secret", domain="d", project_id=PROJECT)
     assert "hunter2-secret" not in repr(request)
+
+
+def settings_for(host: str | None = "https://dayu.example.com", **extra: Any) -> ConnectionSettings:
+    return ConnectionSettings.from_connection(
+        host=host,
+        login=None,
+        password="t",
+        port=None,
+        schema=None,
+        extra={"project_id": PROJECT, **extra},
+    )
+
+
+def test_endpoints_are_normalised_to_scheme_host_and_port() -> None:
+    assert settings_for("dayu.cn-north-4.myhuaweicloud.com").endpoint == "https://dayu.cn-north-4.myhuaweicloud.com"
+    assert settings_for("https://dayu.example.com/").endpoint == "https://dayu.example.com"
+    assert settings_for("HTTPS://dayu.example.com:8443").endpoint == "https://dayu.example.com:8443"
+    assert settings_for(None, region="cn-north-4").endpoint == "https://dayu.cn-north-4.myhuaweicloud.com"
+    for loopback in ("http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9", "http://127.8.9.10"):
+        assert settings_for(loopback).endpoint.startswith("http://")
+    assert settings_for("http://dayu.example.com", allow_insecure_http=True).endpoint == "http://dayu.example.com"
+    with pytest.raises(InvalidSettingError, match="allow_insecure_http"):
+        settings_for("http://10.0.0.1")
+
+
+def test_tls_verification_is_on_unless_turned_off_explicitly() -> None:
+    for value in (None, "", "  ", True, "true", "1", "yes", "on"):
+        assert settings_for(**({"verify": value} if value is not None else {})).verify is True, value
+    for value in (False, "false", "False", "0", "no", "off", 0):
+        assert settings_for(verify=value).verify is False, value
+    assert settings_for(verify=" /etc/ssl/ca.pem ").verify == "/etc/ssl/ca.pem"
