@@ -19,6 +19,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 from conftest import connection_json
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, InvalidSettingError
 from airflow_provider_dataqc.hooks.dataqc import DataQCApiError, DataQCHook
@@ -29,19 +31,13 @@ DAG_FILE = Path(__file__).parent / "dags" / "dataqc_auth_modes.py"
 
 
 def secret_forms(secret: str) -> set[str]:
-    """``secret`` and what escaping, encoding or tidying could turn it into."""
-    forms = {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        repr(secret)[1:-1],
-        quote(secret, safe=""),
-        quote(secret),
-        quote_plus(secret),
-        html.escape(secret),
-        " ".join(secret.split()),
-        re.sub(r"[\x00-\x1f\x7f]", "", secret),
-    }
+    """``secret`` and what escaping, encoding or tidying could turn it into, one inside another
+    (an echoed JSON request body, URL-encoded or HTML-escaped as a whole)."""
+    inner = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    outer = (lambda t: t, lambda t: quote(t, safe=""), quote, quote_plus, html.escape)
+    forms = {encode(form) for form in inner for encode in outer}
+    forms |= {" ".join(form.split()) for form in list(forms)}
+    forms |= {re.sub(r"[\x00-\x1f\x7f]", "", form) for form in list(forms)}
     forms |= {form.replace("\\", "\\\\") for form in list(forms)}  # escaped once more (repr of a JSON text)
     pieces = {piece for piece in re.split(r"[\s\x00-\x1f\x7f]+", secret) if len(piece) >= 6}
     return {form for form in forms | pieces if len(form) >= 4}
@@ -351,3 +347,96 @@ async def test_an_aksk_trigger_logs_no_short_secret_warning(
     events = [event.payload async for event in DataQCResourceStatusTrigger("success-0", poll_interval=0.01).run()]
     assert [e["status"] for e in events] == ["success"]
     assert SHORT_SECRET_WARNING not in task_logs.text()
+
+
+# ------------------------------------------------------------------------------- IAM echoes
+#: A password that every quoting changes: a double quote, backslashes, two spaces in a row,
+#: characters that URL encoding, HTML escaping and JSON's ASCII escaping all rewrite.
+ECHOED_PASSWORD = 'Qz7"k\\\\Wm  9&v%+é<>Lp'
+
+
+def _echo(shape: str, padding: int) -> Any:
+    def handler(request: Request) -> Response:
+        body = request.get_data(as_text=True)
+        password = json.loads(body)["auth"]["identity"]["password"]["user"]["password"]
+        pad = "x" * padding
+        if shape == "html":
+            return Response(f"<html><body>{pad}Bad request: {body}</body></html>", status=400)
+        if shape == "json-message":
+            message = f"{pad}invalid body {body}"
+            return Response(json.dumps({"error": {"code": "400", "message": message}}), status=400)
+        if shape == "decoded":
+            message = f"{pad}the password {password} is not valid"
+            return Response(json.dumps({"error_code": "IAM.0001", "error_msg": message}), status=401)
+        if shape == "url":  # the whole body: the excerpt's cut falls inside the password
+            return Response(f"{pad}rejected: {quote_plus(body)}", status=400)
+        fragment = json.dumps({"password": password})
+        if shape == "url-fragment":
+            return Response(f"{pad}rejected: {quote_plus(fragment)}", status=400)
+        return Response(f"<p>{pad}rejected: {html.escape(fragment)}</p>", status=400)  # html-escaped
+
+    return handler
+
+
+def echo_connection(httpserver: HTTPServer) -> str:
+    """A password connection whose IAM endpoint (and service) is ``httpserver``."""
+    url = httpserver.url_for("/").rstrip("/")
+    extra = {"auth_type": "password", "project_id": DEFAULT_PROJECT_ID, "workspace": "ws-dev"}
+    extra.update(domain_name="dq-domain", iam_endpoint=url)
+    conn = {"conn_type": "dataqc", "host": url, "login": "dq-user", "password": ECHOED_PASSWORD, "extra": extra}
+    return json.dumps(conn)
+
+
+def _chunks(secret: str, size: int = 6) -> set[str]:
+    """Every run of ``size`` characters of every form of ``secret`` (a cut excerpt keeps a part)
+    that holds at least two of its letters or digits (``&quot;`` alone is any JSON's)."""
+    own = {char for char in secret if char.isalnum()}
+    runs = {form[i : i + size] for form in secret_forms(secret) for i in range(len(form) - size + 1)}
+    return {run for run in runs if len(own.intersection(run)) >= 2}
+
+
+#: How an IAM answer echoes the request, and the text before it: 80 characters make the
+#: 200-character excerpt of the HTML echo end inside the password.
+ECHOES = [
+    ("html", 0),
+    ("html", 80),
+    ("json-message", 0),
+    ("decoded", 0),
+    ("url", 0),
+    ("url-fragment", 0),
+    ("html-escaped", 0),
+]
+
+
+@pytest.mark.parametrize(("shape", "padding"), ECHOES, ids=[f"{shape}-{pad}" for shape, pad in ECHOES])
+def test_an_iam_answer_echoing_the_password_in_any_form_never_shows_it(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, task_logs: Any, shape: str, padding: int
+) -> None:
+    httpserver.expect_request("/v3/auth/tokens", method="POST").respond_with_handler(_echo(shape, padding))
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", echo_connection(httpserver))
+    with pytest.raises(DataQCApiError) as caught:
+        DataQCHook().get_resource_status("success-0")
+    text = exception_texts(caught.value)
+    assert "IAM" in str(caught.value) and caught.value.status_code in (400, 401)
+    assert "***" in text  # the echo was there (whole, or cut inside the password), and was scrubbed
+    leaked = sorted(chunk for chunk in _chunks(ECHOED_PASSWORD) if chunk in text + task_logs.text())
+    assert not leaked, f"parts of the password survive in the error: {leaked[:3]}"
+
+
+def test_the_trigger_event_of_a_refused_login_holds_no_echoed_password(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpserver.expect_request("/v3/auth/tokens", method="POST").respond_with_handler(_echo("html", 0))
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_DEFAULT", echo_connection(httpserver))
+
+    async def run() -> list[Any]:
+        return [event.payload async for event in DataQCResourceStatusTrigger("r-1", poll_interval=0.01).run()]
+
+    import asyncio
+
+    events = asyncio.run(run())
+    assert [e["status"] for e in events] == ["error"] and "***" in events[0]["message"]
+    stored = json.dumps(events)  # what the triggerer writes to the database
+    assert not [
+        chunk for chunk in _chunks(ECHOED_PASSWORD) if chunk in stored or chunk in json.loads(stored)[0]["message"]
+    ]

@@ -6,9 +6,12 @@ Pure: no Airflow import, no I/O.
 
 from __future__ import annotations
 
+import html
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote, quote_plus
 
 from airflow_provider_dataqc.core.errors import (
     CallFailure,
@@ -117,9 +120,29 @@ def iam_failure(settings: ConnectionSettings, failure: CallFailure) -> CallFailu
 
 
 def _scrub(text: str | None, settings: ConnectionSettings) -> str | None:
+    """``text`` without the connection's secrets in any form an echo of the request can give
+    them: raw, JSON-, ``repr``-, URL- or HTML-escaped, with white space collapsed the way
+    :func:`~.errors.excerpt` does, and the part of one that an excerpt cut off at its end."""
     if text is None:
         return None
     for secret in settings.secrets():
-        if len(secret) >= 4:  # shorter ones would garble the text
-            text = text.replace(secret, "***")
+        if len(secret) < 4:  # shorter ones would garble the text
+            continue
+        forms = sorted(_secret_forms(secret), key=len, reverse=True)
+        for form in forms:
+            text = text.replace(form, "***")
+        if text.endswith("…"):  # an excerpt cut inside a secret keeps its first characters
+            kept = text[:-1]
+            cut = max((k for form in forms for k in range(4, len(form)) if kept.endswith(form[:k])), default=0)
+            text = (kept[:-cut] + "***…") if cut else text
     return text
+
+
+def _secret_forms(secret: str) -> set[str]:
+    # The echo may be of the whole request body (JSON), then URL-encoded or HTML-escaped.
+    inner = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1]}
+    outer = (str, quote_plus, lambda text: quote(text, safe=""), html.escape, lambda text: html.escape(text, False))
+    forms = set()
+    for form in {encode(text) for text in inner for encode in outer}:
+        forms |= {form, form.replace("\\", "\\\\"), excerpt(form, limit=len(form) * 8)}
+    return {form for form in forms if len(form) >= 4}
