@@ -49,6 +49,8 @@ RUNS = [
 
 def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
+        # Flow control stays on (the CLI's default: 40 requests per 10 s per user, 429 without
+        # Retry-After past it), so every run below shows the client keeping within it.
         [sys.executable, "-m", "airflow_provider_dataqc.testing.emulator", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -127,6 +129,10 @@ def main() -> int:
             emulator.wait(timeout=10)
         except subprocess.TimeoutExpired:
             emulator.kill()
+        if emulator.stdout is not None:  # the emulator's last words: requests served and 429s answered
+            for line in emulator.stdout.read().splitlines():
+                if "429" in line:
+                    print(f"emulator: {line.strip()}", flush=True)
     passed = sum(ok for _, ok, _ in results)
     print(f"demo: {passed} of {len(RUNS)} runs as expected; logs in {DEMO.relative_to(REPO)}/")
     return 0 if passed == len(RUNS) else 1

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from airflow_provider_dataqc.core.settings import is_loopback_host
 from airflow_provider_dataqc.testing.emulator.defaults import DEFAULT_PROJECT_ID, DEFAULT_WORKSPACES
 from airflow_provider_dataqc.testing.emulator.faults import FAULT_KINDS, FaultPlan
+from airflow_provider_dataqc.testing.emulator.flow import DOCUMENTED_LIMITS, FlowControl
 from airflow_provider_dataqc.testing.emulator.server import Emulator
 
 
@@ -22,6 +23,18 @@ def _parse_mix(text: str | None) -> dict[str, float] | None:
         name, _, weight = item.partition("=")
         mix[name.strip()] = float(weight) if weight.strip() else 1.0
     return mix
+
+
+def _parse_limits(items: Sequence[str]) -> dict[str, tuple[int, int]]:
+    limits: dict[str, tuple[int, int]] = {}
+    for item in items:
+        name, _, numbers = item.partition("=")
+        api, _, user = numbers.partition("/")
+        try:
+            limits[name.strip()] = (int(api), int(user))
+        except ValueError:
+            raise ValueError(f"--flow-limit {item!r} is not OPERATION=API/USER (e.g. export=1800/20)") from None
+    return limits
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +54,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fault-mix", help=f"kind=weight,... of {', '.join(FAULT_KINDS)}")
     parser.add_argument("--fault-operations", default="status", help="comma-separated operations to fault")
     parser.add_argument("--slow-seconds", type=float, default=2.0)
+    flow = parser.add_argument_group("flow control (on by default, as the service documents it)")
+    flow.add_argument("--no-flow-control", action="store_true", help="answer every request, never 429")
+    flow.add_argument("--flow-window", type=float, default=10.0, help="window in seconds (10)")
+    flow.add_argument("--flow-per-api", type=int, default=300, help="requests per window per API (300)")
+    flow.add_argument("--flow-per-user", type=int, default=40, help="requests per window per API and user (40)")
+    flow.add_argument(
+        "--flow-limit",
+        action="append",
+        default=[],
+        metavar="OPERATION=API/USER",
+        help="other limits for one operation (repeatable; default export=1800/20)",
+    )
+    flow.add_argument("--flow-retry-after", type=float, default=None, help="send Retry-After with 429s (default: none)")
     args = parser.parse_args(argv)
     if not is_loopback_host(args.host):
         parser.error(f"--host {args.host!r} is not a loopback address: the emulator only serves this machine")
@@ -56,6 +82,18 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
         except ValueError as err:
             parser.error(str(err))
+    flow_control = None
+    if not args.no_flow_control:
+        try:
+            flow_control = FlowControl(
+                per_api=args.flow_per_api,
+                per_user=args.flow_per_user,
+                window=args.flow_window,
+                limits={**DOCUMENTED_LIMITS, **_parse_limits(args.flow_limit)},
+                retry_after=args.flow_retry_after,
+            )
+        except ValueError as err:
+            parser.error(str(err))
     emulator = Emulator(
         host=args.host,
         port=args.port,
@@ -64,11 +102,18 @@ def run(argv: Sequence[str] | None = None) -> int:
         token_lifetime=args.token_lifetime,
         download_size=args.download_size,
         faults=faults,
+        flow_control=flow_control,
     )
 
     async def serve() -> None:
         await emulator.start_async()
         print(f"DataQC emulator listening on {emulator.url}", flush=True)
+        if flow_control is not None:
+            print(
+                f"flow control: {flow_control.per_api}/{flow_control.per_user} requests per"
+                f" {flow_control.window:g} s per API/user",
+                flush=True,
+            )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -77,6 +122,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             await stopping.wait()
         finally:
             await emulator.stop_async()
+            stats = emulator.flow_stats()
+            print(
+                f"served {stats.served} DataArts requests, answered {stats.throttled} with 429"
+                f" ({100 * stats.throttled_share:.1f} %)",
+                flush=True,
+            )
 
     asyncio.run(serve())
     return 0

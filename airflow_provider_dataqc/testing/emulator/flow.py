@@ -130,13 +130,11 @@ class Gateway:
                 served_by_api=dict(self._served_api),
             )
 
-    def reset(self) -> None:
-        """Forget counters and windows."""
+    def reset_counts(self) -> None:
+        """Forget the counters (the windows stay: they are the gateway's state, not a record)."""
         with self._lock:
             for store in (self._served_user, self._served_api, self._throttled_user, self._throttled_api):
                 store.clear()
-            self._api.clear()
-            self._user.clear()
 
 
 def throttle_message(control: FlowControl, operation: str, policy: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
 #: AK/SK-signed bodies are limited to 12 MB by the API gateway.
 AKSK_BODY_LIMIT = 12 * 1024 * 1024
+_ACCESS = re.compile(r"Access=([^,\s]+)")
 
 
 class IdentityMixin(EmulatorState):
@@ -47,16 +50,10 @@ class IdentityMixin(EmulatorState):
             return len(chosen)
 
     # ---------------------------------------------------------------- checks
-    def _check_access(
-        self,
-        request: web.Request,
-        path: str,
-        query: list[tuple[str, str]],
-        body: bytes,
-        project: str | None,
-        workspace: str | None,
-        request_id: str,
+    def _check_credentials(
+        self, request: web.Request, path: str, query: list[tuple[str, str]], body: bytes, request_id: str
     ) -> web.Response | None:
+        """The gateway's checks: authentication (401) and the AK/SK body limit (413)."""
         problem = self._authenticate(request, path, query, body)
         if problem is not None:
             return self._error(401, "APIGW.0301", f"Incorrect IAM authentication information: {problem}", request_id)
@@ -64,6 +61,10 @@ class IdentityMixin(EmulatorState):
             return self._error(
                 413, "APIGW.0201", "Request entity too large: AK/SK bodies are limited to 12 MB", request_id
             )
+        return None
+
+    def _check_scope(self, project: str | None, workspace: str | None, request_id: str) -> web.Response | None:
+        """The service's checks: the path's project (403) and the ``workspace`` header (400)."""
         if project != self.project_id:
             return self._error(
                 403, "DQC.0003", f"The project {project!r} is not the project of this service", request_id
@@ -73,6 +74,21 @@ class IdentityMixin(EmulatorState):
         if workspace not in self.workspaces:
             return self._error(400, "DQC.0004", f"Workspace does not exist: {workspace!r}", request_id)
         return None
+
+    def _identity_of(self, request: web.Request) -> str:
+        """Who an authenticated request comes from, for per-user flow control; never a secret.
+
+        Tokens issued by IAM belong to the emulator's IAM user (``user:<name>``); an access key
+        is its own identity (``ak:<AK>``); a static token is named by a digest of it.
+        """
+        token = request.headers.get("X-Auth-Token")
+        if token is not None:
+            with self._lock:
+                if token in self._issued:
+                    return f"user:{self.user[0]}"
+            return "token:" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+        match = _ACCESS.search(request.headers.get("Authorization", ""))
+        return f"ak:{match.group(1)}" if match else "anonymous"
 
     def _authenticate(self, request: web.Request, path: str, query: list[tuple[str, str]], body: bytes) -> str | None:
         """``None`` when the request is authenticated, else the reason it is not."""

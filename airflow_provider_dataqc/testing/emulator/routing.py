@@ -1,7 +1,7 @@
 """Routing: which operation a request is, and the order of what happens to it.
 
-Order: unknown routes (a gateway 404), injected faults, the body, IAM, access checks
-(authentication, project, workspace), then the operation's handler.
+Order: unknown routes (a gateway 404), injected faults, the body, IAM, the gateway's checks
+(authentication, then flow control), the service's (project, workspace), then the handler.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from airflow_provider_dataqc.core.api import IAM_TOKEN_PATH, QUALITY_RESOURCE_PATH
 from airflow_provider_dataqc.testing.emulator.faults import FaultsMixin
+from airflow_provider_dataqc.testing.emulator.flow import THROTTLE_CODE, throttle_message
 from airflow_provider_dataqc.testing.emulator.identity import IdentityMixin
 from airflow_provider_dataqc.testing.emulator.state import Exchange
 
@@ -91,7 +92,11 @@ class RoutingMixin(FaultsMixin, IdentityMixin):
                 self._iam_calls += 1
             return self._iam(body, request_id)
         query = parse_qsl(raw_query, keep_blank_values=True) if raw_query else []
-        denied = self._check_access(request, path, query, body, project, exchange.workspace, request_id)
+        denied = self._check_credentials(request, path, query, body, request_id)
+        if denied is None:
+            denied = self._throttle(request, operation, request_id)
+        if denied is None:
+            denied = self._check_scope(project, exchange.workspace, request_id)
         if denied is not None:
             return denied
         if fault == "truncated":
@@ -106,3 +111,13 @@ class RoutingMixin(FaultsMixin, IdentityMixin):
         if operation == "import":
             return self._import(body, exchange, request_id)
         return await self._download(request, query, exchange, request_id)
+
+    def _throttle(self, request: web.Request, operation: str, request_id: str) -> web.Response | None:
+        """The gateway's flow control: a 429 ``APIGW.0308`` past a window's limit, else ``None``."""
+        control = self.flow_control
+        policy = self._gateway.admit(control, operation, self._identity_of(request))
+        if policy is None or control is None:
+            return None
+        headers = {} if control.retry_after is None else {"Retry-After": f"{control.retry_after:g}"}
+        body = {"error_code": THROTTLE_CODE, "error_msg": throttle_message(control, operation, policy)}
+        return self._json(429, body, request_id, headers)

@@ -34,6 +34,7 @@ from airflow_provider_dataqc.testing.emulator.defaults import (
     DEFAULT_USER,
     DEFAULT_WORKSPACES,
 )
+from airflow_provider_dataqc.testing.emulator.flow import FlowControl, FlowStats, Gateway
 
 if TYPE_CHECKING:
     from airflow_provider_dataqc.testing.emulator.faults import FaultPlan
@@ -145,6 +146,7 @@ class EmulatorState:
         import_script: Sequence[str | Mapping[str, Any]] = DEFAULT_IMPORT_SCRIPT,
         max_upload_size: int = 256 * 1024 * 1024,
         max_recorded: int = 100_000,
+        flow_control: FlowControl | bool | None = None,
     ) -> None:
         if not is_loopback_host(host):
             raise ValueError(f"the emulator only listens on loopback, not on {host!r}")
@@ -162,6 +164,9 @@ class EmulatorState:
         self.import_script: Sequence[str | Mapping[str, Any]] = import_script
         self.max_upload_size = max_upload_size
         self.max_recorded = max_recorded
+        #: The gateway's limits (:class:`~.flow.FlowControl`), or ``None``: no flow control.
+        self.flow_control: FlowControl | None = FlowControl() if flow_control is True else (flow_control or None)
+        self._gateway = Gateway()
         self.requests: list[RecordedRequest] = []
         self.faults_injected: Counter[str] = Counter()
         self._static_tokens = set(tokens)
@@ -200,13 +205,23 @@ class EmulatorState:
             )
 
     def reset_counts(self) -> None:
-        """Forget recorded requests, counters, IAM calls and injected-fault counts."""
+        """Forget recorded requests, counters, IAM calls, injected-fault and flow-control counts."""
         with self._lock:
             self.requests.clear()
             self._counts.clear()
             self._resource_counts.clear()
             self._iam_calls = 0
             self.faults_injected.clear()
+            self._gateway.reset_counts()
+
+    def flow_stats(self) -> FlowStats:
+        """What the gateway let through and refused (429), per API and per credential identity."""
+        return self._gateway.stats()
+
+    @property
+    def throttled(self) -> int:
+        """How many requests flow control answered with 429 (``APIGW.0308``)."""
+        return self._gateway.stats().throttled
 
     # ---------------------------------------------------------------- plumbing
     def _request_id(self) -> str:
