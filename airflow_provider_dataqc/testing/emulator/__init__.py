@@ -18,13 +18,19 @@ final state, which then repeats; a ``-suffix`` such as ``success-3-run7`` is all
 * ``unknown-N``: the undocumented status PAUSED for N polls, then SUCCESS.
 
 Any other ID answers 404 ``DQC.1016`` unless it was created by an export or upload
-or scripted with :meth:`Emulator.script`.
+or scripted with :meth:`Emulator.script`. ``Emulator(not_found_status=500)`` (or 400) answers
+"not found" in the form the status page documents instead: HTTP 500 with
+``{"error_code": "DQC.1016", "error_msg": ...}``.
 
 Set-up API (``Emulator(...)`` keyword arguments): ``host`` (loopback only), ``port`` (0: any
 free port), ``project_id``, ``workspaces``, ``token_lifetime``, ``download_size``, ``faults``
 (a :class:`FaultPlan`), ``seed``, ``user`` (IAM name, password, domain), ``aksk`` (AK -> SK),
 ``tokens`` (static tokens), ``domain_id``, ``export_script`` / ``import_script`` (life cycles
-of new exports / imports), ``max_upload_size``, ``max_recorded``. Methods:
+of new exports / imports), ``max_upload_size``, ``max_recorded``, ``flow_control`` (``True``
+or a :class:`FlowControl`: the gateway's documented request windows; off by default, on in
+the command line unless ``--no-flow-control``), ``not_found_status`` (404, 400 or 500).
+Methods and counters: :meth:`Emulator.flow_stats` and ``throttled`` (429s answered, requests
+served per API and per credential identity),
 :meth:`Emulator.script`, :meth:`Emulator.revoke_tokens`, :meth:`Emulator.count`,
 :meth:`Emulator.reset_counts`, :meth:`Emulator.exports`, :meth:`Emulator.uploads`,
 :meth:`Emulator.imported`; attributes ``requests``, ``faults_injected``, ``iam_calls``,
@@ -36,7 +42,7 @@ No Airflow import here.
 Modules, one job each: :mod:`.defaults` (vocabulary), :mod:`.state` (shared state, records,
 JSON answers), :mod:`.resources` (scripted export/import tasks), :mod:`.identity` (IAM,
 tokens, AK/SK, project and workspace checks), :mod:`.handlers` (the five calls),
-:mod:`.faults` (fault plans), :mod:`.files` (the streamed ZIP, multipart parsing),
+:mod:`.faults` (fault plans), :mod:`.flow` (flow control), :mod:`.files` (the streamed ZIP, multipart parsing),
 :mod:`.routing` (classification and order of checks), :mod:`.server` (the server's life
 cycle and :class:`Emulator`), ``__main__`` (the command line).
 """
@@ -65,6 +71,7 @@ from airflow_provider_dataqc.testing.emulator.defaults import (
 )
 from airflow_provider_dataqc.testing.emulator.faults import DEFAULT_FAULT_MIX, FAULT_KINDS, FaultPlan
 from airflow_provider_dataqc.testing.emulator.files import read_manifest
+from airflow_provider_dataqc.testing.emulator.flow import FlowControl, FlowStats
 from airflow_provider_dataqc.testing.emulator.resources import STEP_ANSWER_KEYS
 from airflow_provider_dataqc.testing.emulator.server import Emulator, running_emulator, running_emulator_async
 from airflow_provider_dataqc.testing.emulator.state import RecordedRequest
@@ -90,6 +97,8 @@ __all__ = [
     "TIMEOUT_MESSAGE",
     "Emulator",
     "FaultPlan",
+    "FlowControl",
+    "FlowStats",
     "RecordedRequest",
     "is_loopback_host",
     "main",

@@ -9,7 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from airflow_provider_dataqc.core.settings import is_loopback_host
-from airflow_provider_dataqc.testing.emulator.defaults import DEFAULT_PROJECT_ID, DEFAULT_WORKSPACES
+from airflow_provider_dataqc.testing.emulator.defaults import (
+    DEFAULT_PROJECT_ID,
+    DEFAULT_WORKSPACES,
+    NOT_FOUND_STATUSES,
+)
 from airflow_provider_dataqc.testing.emulator.faults import FAULT_KINDS, FaultPlan
 from airflow_provider_dataqc.testing.emulator.flow import DOCUMENTED_LIMITS, FlowControl
 from airflow_provider_dataqc.testing.emulator.server import Emulator
@@ -54,6 +58,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fault-mix", help=f"kind=weight,... of {', '.join(FAULT_KINDS)}")
     parser.add_argument("--fault-operations", default="status", help="comma-separated operations to fault")
     parser.add_argument("--slow-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--not-found-status",
+        type=int,
+        choices=NOT_FOUND_STATUSES,
+        default=404,
+        help="HTTP status of a DQC.1016 'does not exist' answer (500 is the documented form)",
+    )
     flow = parser.add_argument_group("flow control (on by default, as the service documents it)")
     flow.add_argument("--no-flow-control", action="store_true", help="answer every request, never 429")
     flow.add_argument("--flow-window", type=float, default=10.0, help="window in seconds (10)")
@@ -103,6 +114,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         download_size=args.download_size,
         faults=faults,
         flow_control=flow_control,
+        not_found_status=args.not_found_status,
     )
 
     async def serve() -> None:

@@ -34,3 +34,10 @@ MAX_CONVENTION_STEPS = 100_000
 
 DEFAULT_EXPORT_SCRIPT: tuple[str, ...] = ("WAITING", "RUNNING", "SUCCESS")
 DEFAULT_IMPORT_SCRIPT: tuple[str, ...] = ("RUNNING", "SUCCESS")
+
+#: The DQC code and message of "this resource does not exist" (status, download, import, jobs).
+NOT_FOUND_CODE = "DQC.1016"
+NOT_FOUND_MESSAGE = "The resource does not exist"
+#: HTTP statuses "not found" can be answered with (``Emulator(not_found_status=...)``): 404 (the
+#: default), 400, or 500 - the one error answer the status page documents.
+NOT_FOUND_STATUSES = (404, 400, 500)

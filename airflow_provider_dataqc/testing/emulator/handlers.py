@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_provider_dataqc.core.api import ExportType, ImportStrategy, ImportType, ObsType
+from airflow_provider_dataqc.testing.emulator.defaults import NOT_FOUND_CODE, NOT_FOUND_MESSAGE
 from airflow_provider_dataqc.testing.emulator.files import ExportFile, parse_multipart, read_manifest
 from airflow_provider_dataqc.testing.emulator.resources import (
     STEP_ANSWER_KEYS,
@@ -41,7 +42,7 @@ class HandlersMixin(ResourcesMixin):
         with self._lock:
             resource = self._lookup(resource_id, workspace)
             if resource is None:
-                return self._error(404, "DQC.1016", "The resource does not exist", request_id)
+                return self._not_found(request_id)
             if not resource.steps:  # an upload not imported yet: waits, never advances
                 return self._json(200, dict(resource.base), request_id)
             index = min(resource.position, len(resource.steps) - 1)
@@ -221,7 +222,7 @@ class HandlersMixin(ResourcesMixin):
         with self._lock:
             resource = self._resources.get(resource_id)
             if resource is None or resource.upload is None or not resource.visible_in(exchange.workspace):
-                return self._error(404, "DQC.1016", "The resource does not exist", request_id)
+                return self._not_found(request_id)
             if resource.upload["type"] != import_type:
                 return bad(f"type {import_type!r} does not match the uploaded file's type {resource.upload['type']!r}")
             steps = [normalise_step(step) for step in self.import_script] or [{"status": "SUCCESS"}]
@@ -284,7 +285,7 @@ class HandlersMixin(ResourcesMixin):
         with self._lock:
             resource = self._lookup(resource_id, exchange.workspace)
             if resource is None:
-                return 404, "DQC.1016", "The resource does not exist"
+                return self.not_found_status, NOT_FOUND_CODE, NOT_FOUND_MESSAGE
             if resource.base.get("resource_type") == "REPORT" and obs_type is None:
                 return 400, "DQC.0001", "Invalid parameter: obs_type is required to download a report"
             if not resource.downloadable:

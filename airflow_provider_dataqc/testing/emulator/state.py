@@ -33,6 +33,9 @@ from airflow_provider_dataqc.testing.emulator.defaults import (
     DEFAULT_TOKEN,
     DEFAULT_USER,
     DEFAULT_WORKSPACES,
+    NOT_FOUND_CODE,
+    NOT_FOUND_MESSAGE,
+    NOT_FOUND_STATUSES,
 )
 from airflow_provider_dataqc.testing.emulator.flow import FlowControl, FlowStats, Gateway
 
@@ -147,6 +150,7 @@ class EmulatorState:
         max_upload_size: int = 256 * 1024 * 1024,
         max_recorded: int = 100_000,
         flow_control: FlowControl | bool | None = None,
+        not_found_status: int = 404,
     ) -> None:
         if not is_loopback_host(host):
             raise ValueError(f"the emulator only listens on loopback, not on {host!r}")
@@ -167,6 +171,10 @@ class EmulatorState:
         #: The gateway's limits (:class:`~.flow.FlowControl`), or ``None``: no flow control.
         self.flow_control: FlowControl | None = FlowControl() if flow_control is True else (flow_control or None)
         self._gateway = Gateway()
+        if not_found_status not in NOT_FOUND_STATUSES:
+            raise ValueError(f"not_found_status must be one of {NOT_FOUND_STATUSES}, got {not_found_status!r}")
+        #: The HTTP status of a DQC "not found" answer (``DQC.1016``): 404, 400 or 500.
+        self.not_found_status = not_found_status
         self.requests: list[RecordedRequest] = []
         self.faults_injected: Counter[str] = Counter()
         self._static_tokens = set(tokens)
@@ -270,3 +278,7 @@ class EmulatorState:
 
     def _error(self, status: int, code: str, message: str, request_id: str) -> web.Response:
         return self._json(status, {"error_code": code, "error_msg": message}, request_id)
+
+    def _not_found(self, request_id: str, message: str = NOT_FOUND_MESSAGE) -> web.Response:
+        """The service's "does not exist" answer: ``DQC.1016`` at ``not_found_status``."""
+        return self._error(self.not_found_status, NOT_FOUND_CODE, message, request_id)
