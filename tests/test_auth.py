@@ -644,7 +644,7 @@ def test_readme_has_a_section_and_a_working_example_per_auth_mode() -> None:
     for heading in (
         "**IAM token** (`auth_type: token`)",
         "**IAM user and password** (`auth_type: password`)",
-        "**Access Key / Secret Key** (`auth_type: aksk`)",
+        "**Access Key / Secret Key** (`auth_type: ak_sk`)",
     ):
         assert heading in auth
     blocks = re.findall(r"```(?:json|bash)\n(.*?)```", readme, re.S)
@@ -653,7 +653,7 @@ def test_readme_has_a_section_and_a_working_example_per_auth_mode() -> None:
         if '"conn_type": "dataqc"' in block:
             conn = json.loads(block[block.index("{") : block.rindex("}") + 1])
             examples.setdefault(conn["extra"]["auth_type"], conn)
-    assert set(examples) >= {"token", "password", "aksk"}
+    assert set(examples) >= {"token", "password", "ak_sk"}
     for mode, conn in examples.items():
         filled = json.loads(re.sub(r"<[^>]+>", "placeholder-value", json.dumps(conn)))
         extra = {**filled["extra"], "project_id": DEFAULT_PROJECT_ID, "workspace": "ws-dev"}
@@ -665,6 +665,6 @@ def test_readme_has_a_section_and_a_working_example_per_auth_mode() -> None:
             schema=None,
             extra=extra,
         )
-        assert parsed.auth_type.value == mode
+        assert parsed.auth_type.value == {"ak_sk": "aksk"}.get(mode, mode)  # the internal name stays aksk
     for words in ("10 minutes", "half", "once", "security_token", "X-Auth-Token", "SDK-HMAC-SHA256"):
         assert words in auth, words

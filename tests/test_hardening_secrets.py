@@ -440,3 +440,30 @@ def test_the_trigger_event_of_a_refused_login_holds_no_echoed_password(
     assert not [
         chunk for chunk in _chunks(ECHOED_PASSWORD) if chunk in stored or chunk in json.loads(stored)[0]["message"]
     ]
+
+
+# ------------------------------------------------------------------------------- connection tests
+def test_a_connection_test_names_the_field_not_the_temporary_connection_id(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.connection import Connection
+
+    conn = json.loads(connection_json(emulator, "token"))
+    del conn["extra"]["project_id"]
+    # What Airflow's API and UI do to test a form: a random ID, exported as an environment variable.
+    temporary = Connection(conn_id="tkOTJxqO", conn_type="dataqc", host=conn["host"], password=conn["password"])
+    temporary.set_extra(json.dumps(conn["extra"]))
+    monkeypatch.setenv("AIRFLOW_CONN_TKOTJXQO", temporary.get_uri())
+    ok, message = temporary.test_connection()
+    assert not ok and "project_id (extra) is required" in message
+    assert "tkOTJxqO" not in message and "connection is not usable" in message
+    # At task time the connection is named: the log says which one to fix.
+    monkeypatch.setenv("AIRFLOW_CONN_DATAQC_BROKEN", json.dumps(conn))
+    with pytest.raises(DataQCApiError, match="connection 'dataqc_broken' is not usable: project_id"):
+        DataQCHook("dataqc_broken").get_resource_status("success-0")
+    # And a good form still tests through to the service.
+    good = Connection(conn_id="Xy12AbCd", conn_type="dataqc", host=conn["host"], password=conn["password"])
+    good.set_extra(json.dumps({**conn["extra"], "project_id": DEFAULT_PROJECT_ID}))
+    monkeypatch.setenv("AIRFLOW_CONN_XY12ABCD", good.get_uri())
+    ok, message = good.test_connection()
+    assert ok and "Connection works" in message and "Xy12AbCd" not in message

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_dataqc.core.calls import Answer
-from airflow_provider_dataqc.core.errors import CallFailure, decode_json, excerpt, header, request_id_of, service_error
+from airflow_provider_dataqc.core.errors import (
+    CallFailure,
+    decode_json,
+    excerpt,
+    header,
+    printable,
+    request_id_of,
+    service_error,
+)
 from airflow_provider_dataqc.core.status import ResourceStatus, StatusPayloadError
 
 #: Non-streamed answers larger than this are cut and reported, never loaded whole.
@@ -150,7 +158,9 @@ def read_resource_id(payload: Mapping[str, Any]) -> str | None:
     """The ``resource_id`` of an export or upload answer (a string or a number), or ``None``."""
     value = payload.get("resource_id")
     if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value)
+        text = str(value)
+        # An ID with control characters could never be polled (paths refuse it): not an ID.
+        return text if text == printable(text) else None
     return None
 
 

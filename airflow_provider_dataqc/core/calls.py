@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from airflow_provider_dataqc.core.api import ApiRequest, iam_token_request
-from airflow_provider_dataqc.core.errors import CallFailure, failure_from_answer
+from airflow_provider_dataqc.core.errors import CallFailure, failure_from_answer, printable
 from airflow_provider_dataqc.core.iam import IamToken, iam_failure, parse_token_answer
 from airflow_provider_dataqc.core.prepare import PreparedRequest, prepare
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, RetrySettings
@@ -256,7 +256,7 @@ def call(
             request.operation,
             retries_done,
             settings.retry.max_retries + 1,
-            f"HTTP {failure.status_code}" if failure.status_code is not None else failure.transport_error,
+            f"HTTP {failure.status_code}" if failure.status_code is not None else printable(failure.transport_error),
             failure.error_code or "none",
             failure.request_id or "none",
             wait,

@@ -10,7 +10,7 @@ import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, quote_plus
 
 from airflow_provider_dataqc.core.errors import (
@@ -71,7 +71,7 @@ def parse_token_answer(
     :param now: when the answer arrived (default: the clock).
     :param margin: replace the token this long before it expires (see :func:`refresh_margin`).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if status_code not in (200, 201):
         return failure_from_answer("IAM token", status_code, headers, body)
     value = header(headers, "X-Subject-Token")

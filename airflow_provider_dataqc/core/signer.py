@@ -27,7 +27,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 
 __all__ = [
@@ -170,9 +170,9 @@ def _parse_sdk_date(value: str, *, strict: bool) -> datetime | None:
 def _utc_naive(moment: datetime | None) -> datetime:
     """``moment`` as a naive UTC datetime (naive input is taken to be UTC already)."""
     if moment is None:
-        return datetime.now(timezone.utc).replace(tzinfo=None)
+        return datetime.now(UTC).replace(tzinfo=None)
     if moment.tzinfo is not None:
-        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+        return moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -55,7 +55,7 @@ _EPOCH_S = re.compile(r"^\d{9,11}$")
 _PLAIN = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S")
 
 
-def parse_service_time(value: Any, *, default_tz: timezone = timezone.utc) -> datetime | None:
+def parse_service_time(value: Any, *, default_tz: timezone = UTC) -> datetime | None:
     """Parse a service timestamp into an aware datetime, or ``None`` when it is not one.
 
     Accepts epoch milliseconds (13 digits, as number or string), epoch seconds
@@ -92,7 +92,7 @@ def _from_epoch(number: float) -> datetime | None:
     seconds = number / 1000.0 if abs(number) >= 1e11 else number
     if seconds <= 0:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _text(value: Any) -> str | None:
@@ -200,7 +200,7 @@ class ResourceStatus:
         """How long the task has run: until ``end_time`` if set, else until ``now``."""
         if self.start_time is None:
             return None
-        end = self.end_time or now or datetime.now(timezone.utc)
+        end = self.end_time or now or datetime.now(UTC)
         return max(end - self.start_time, timedelta(0))
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import hmac
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_dataqc.core.errors import CallFailure
@@ -69,7 +69,7 @@ class TokenCache:
 
     def _fresh(self, key: tuple[str, ...], now: datetime | None) -> IamToken | None:
         token = self._tokens.get(key)
-        return token if token is not None and token.is_fresh(now or datetime.now(timezone.utc)) else None
+        return token if token is not None and token.is_fresh(now or datetime.now(UTC)) else None
 
     def get(self, key: tuple[str, ...], now: datetime | None = None) -> IamToken | None:
         """The cached token for ``key`` if it is still fresh."""

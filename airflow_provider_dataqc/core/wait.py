@@ -44,6 +44,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any, Protocol
 
+from airflow_provider_dataqc.core.errors import printable
 from airflow_provider_dataqc.core.status import Outcome, ResourceStatus, StatusPayloadError, assess
 
 EVENT_SUCCESS = "success"
@@ -138,7 +139,7 @@ class ResourceStatusRules:
         return ResourceStatus.from_api(record, request_id=request_id)
 
     def last_seen(self, record: Mapping[str, Any]) -> str:
-        return f"status={record.get('status')}, file_status={record.get('file_status')}"
+        return f"status={printable(record.get('status'))}, file_status={printable(record.get('file_status'))}"
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,19 @@ from airflow_provider_dataqc.get_provider_info import CONN_FIELDS, UI_FIELD_BEHA
 
 
 def settings_from_connection(
-    conn: Any, extra: Mapping[str, Any], *, project_id: str | None = None, mask: bool = True
+    conn: Any,
+    extra: Mapping[str, Any],
+    *,
+    project_id: str | None = None,
+    mask: bool = True,
+    name_connection: bool = True,
 ) -> ConnectionSettings:
     """Validate an Airflow connection and register its secrets with the log masker.
 
     :param mask: register the secrets here (synchronously); the async hook passes
         ``False`` and masks them without blocking its event loop.
+    :param name_connection: say which connection is wrong (``False`` for a connection test,
+        whose connection ID is a random temporary one).
     :raises DataQCApiError: naming the field that is wrong.
     """
     for secret in (conn.password, extra.get("security_token")) if mask else ():
@@ -39,7 +46,8 @@ def settings_from_connection(
             project_id=project_id,
         )
     except InvalidSettingError as err:
-        raise DataQCApiError(f"connection {conn.conn_id!r} is not usable: {err}") from None
+        where = f"connection {conn.conn_id!r}" if name_connection else "the connection"
+        raise DataQCApiError(f"{where} is not usable: {err}") from None
 
 
 def mask_secret_value(value: str) -> None:

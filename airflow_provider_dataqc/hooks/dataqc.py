@@ -28,7 +28,7 @@ from airflow_provider_dataqc.core.answers import (
     read_status,
 )
 from airflow_provider_dataqc.core.calls import Action, Answer, Exclusive, Mask, Send, Sleep, call
-from airflow_provider_dataqc.core.errors import CallFailure, header
+from airflow_provider_dataqc.core.errors import CallFailure, header, printable
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, InvalidSettingError, resolve_workspace
 from airflow_provider_dataqc.core.status import ResourceStatus
 from airflow_provider_dataqc.core.tokens import TOKEN_CACHE
@@ -112,8 +112,13 @@ class DataQCHook(BaseHook):
 
         :raises DataQCApiError: when a connection field is wrong (the message says which and why).
         """
+        return self._read_settings(name_connection=True)
+
+    def _read_settings(self, *, name_connection: bool) -> ConnectionSettings:
         conn = self.get_connection(self.dataqc_conn_id)
-        return settings_from_connection(conn, conn.extra_dejson, project_id=self.project_id)
+        return settings_from_connection(
+            conn, conn.extra_dejson, project_id=self.project_id, name_connection=name_connection
+        )
 
     def get_conn(self) -> Any:
         """The ``requests.Session`` used for calls (kept open and reused by this hook)."""
@@ -336,6 +341,43 @@ class DataQCHook(BaseHook):
             api.file_name_from_disposition(header(answer.headers, "Content-Disposition")),
         )
 
+    # ---- quality jobs
+
+    def run_quality_job(self, job_id: str, *, job_type: str = "quality", workspace: str | None = None) -> str:
+        """Start a run of a quality job (``job_type="quality"``) or comparison job (``"comparison"``)
+        and return its ``instance_id``. Never repeated after the service may have acted (a repeat
+        would start a second run).
+
+        :raises DataQCApiError: on bad arguments (before any request) or a failed call.
+        """
+        from airflow_provider_dataqc.hooks import quality
+
+        return quality.run_quality_job(self, job_id, job_type=job_type, workspace=workspace)
+
+    def get_job_instance(
+        self, instance_id: str, *, job_id: str | None = None, job_type: str = "quality", workspace: str | None = None
+    ) -> Any:
+        """A run (:class:`~airflow_provider_dataqc.core.jobs.JobInstance`), found in the instance list
+        (filtered by the job's name when ``job_id`` is given, and its type; matched by ID).
+
+        :raises DataQCApiError: a failed call, or the run is not listed (the message says what was searched).
+        """
+        from airflow_provider_dataqc.hooks import quality
+
+        return quality.get_job_instance(self, instance_id, job_id=job_id, job_type=job_type, workspace=workspace)
+
+    def get_job_instance_results(self, instance_id: str, *, workspace: str | None = None) -> list[dict[str, Any]]:
+        """Every page of a run's rule results, each as the service gave it."""
+        from airflow_provider_dataqc.hooks import quality
+
+        return quality.get_job_instance_results(self, instance_id, workspace=workspace)
+
+    def stop_job_instances(self, instance_ids: Iterable[str], *, workspace: str | None = None) -> None:
+        """Stop runs (``batch-stop``)."""
+        from airflow_provider_dataqc.hooks import quality
+
+        quality.stop_job_instances(self, instance_ids, workspace=workspace)
+
     def wait_for_resource(
         self,
         resource_id: str,
@@ -378,8 +420,15 @@ class DataQCHook(BaseHook):
         """Make one authenticated status call for a resource that cannot exist.
 
         A DQC "not found" answer proves the endpoint, project and credentials
-        work; 401/403 proves the credentials do not.
+        work; 401/403 proves the credentials do not. A field that is wrong is named, not the
+        connection: Airflow tests a form under a random temporary connection ID.
         """
+        try:
+            self.__dict__["settings"] = self._read_settings(name_connection=False)  # what self.settings caches
+        except DataQCApiError as err:
+            return False, str(err)
+        except Exception as err:
+            return False, f"{type(err).__name__}: {err}"
         try:
             self.get_resource_status(CONNECTION_TEST_RESOURCE_ID)
         except DataQCApiError as err:
@@ -390,7 +439,7 @@ class DataQCHook(BaseHook):
                     return False, f"Credentials accepted, but the workspace was refused: {err}"
                 return True, (
                     "Connection works: the credentials were accepted (a status query for a resource "
-                    f"that cannot exist was answered {err.error_code}: {err.error_msg})"
+                    f"that cannot exist was answered {err.error_code}: {printable(err.error_msg)})"
                 )
             return False, str(err)
         except Exception as err:

@@ -349,7 +349,7 @@ class AsyncDataQCClient:
             return NoAnswer(f"TLS error: {err}", maybe_processed=False, permanent=rejected)
         except aiohttp.ClientConnectorError as err:
             return NoAnswer(f"connection error: {err}", maybe_processed=False)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if budget is not None and asyncio.get_running_loop().time() - started >= budget - 0.005:
                 return NoAnswer(f"read timeout after {budget:g}s: the answer was not complete in time")
             return NoAnswer(f"read timeout after {prepared.read_timeout:g}s")

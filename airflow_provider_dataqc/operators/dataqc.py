@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_dataqc.core import api
+from airflow_provider_dataqc.core.errors import printable
 from airflow_provider_dataqc.core.settings import InvalidSettingError
 from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait
 from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
@@ -364,10 +365,11 @@ class DataQCImportOperator(_WaitingOperator):
             "Uploaded %s: resource_id=%s, directories=%s, topics=%s, connections=%s, queues=%s",
             source,
             upload.resource_id,
-            upload.directories,
-            upload.topics,
-            upload.connections,
-            upload.queues,
+            # What the service found in the file, escaped: it must not start log lines of its own.
+            printable(upload.directories),
+            printable(upload.topics),
+            printable(upload.connections),
+            printable(upload.queues),
         )
         self.hook.import_resources(
             upload.resource_id,
