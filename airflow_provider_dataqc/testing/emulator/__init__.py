@@ -36,6 +36,22 @@ served per API and per credential identity),
 :meth:`Emulator.imported`; attributes ``requests``, ``faults_injected``, ``iam_calls``,
 ``issued_tokens``.
 
+Quality and comparison jobs (``/v2/{project_id}/quality/``: ``quality-tasks[/{id}]``,
+``consistency-tasks[/{id}]``, ``instances/restart``, ``instances`` with its filters and paging,
+``instances/{id}/result``, ``instances/batch-stop``) follow ``dataarts-quality-jobs-api.md``.
+IDs are 19-digit JSON numbers above 2**53. A run moves one step per instance-list answer that
+shows it (faults and 429s move nothing). Every emulator has the jobs of :data:`SEEDED_JOBS`:
+``1440764172232392705`` dq_orders_pass (RUNNING, RUNNING, SUCCESS), ``...706`` dq_orders_alarm
+(ends ALARMING, two of three rules alarmed), ``...707`` dq_orders_fail (FAILED), ``...708``
+dq_orders_late (listed only from the 4th list call on, then SUCCESS), ``...709`` dq_orders_long
+(RUNNING for ever), ``...801`` cmp_orders_pass and ``...802`` cmp_orders_alarm (comparison jobs).
+Set-up methods: :meth:`Emulator.add_quality_job` (name, sub-rules, run script, results,
+``appear_after_lists`` / ``appear_after_seconds``, workspace; returns the job ID),
+:meth:`Emulator.script_runs` (the next runs of a job), :meth:`Emulator.script_run` (one run),
+:meth:`Emulator.start_run` (a run started by DataArts' own schedule), :meth:`Emulator.job_runs`
+(what happened: status, stopped, polls); ``stopped_status`` (default SUSPENDING, the documented
+status nearest "stopped": stopped runs answer it from then on).
+
 Run it standalone with ``python -m airflow_provider_dataqc.testing.emulator --port 8080``.
 No Airflow import here.
 
@@ -43,6 +59,7 @@ Modules, one job each: :mod:`.defaults` (vocabulary), :mod:`.state` (shared stat
 JSON answers), :mod:`.resources` (scripted export/import tasks), :mod:`.identity` (IAM,
 tokens, AK/SK, project and workspace checks), :mod:`.handlers` (the five calls),
 :mod:`.faults` (fault plans), :mod:`.flow` (flow control), :mod:`.files` (the streamed ZIP, multipart parsing),
+:mod:`.jobs` (jobs, runs and their set-up), :mod:`.job_handlers` (the job calls),
 :mod:`.routing` (classification and order of checks), :mod:`.server` (the server's life
 cycle and :class:`Emulator`), ``__main__`` (the command line).
 """
@@ -72,6 +89,11 @@ from airflow_provider_dataqc.testing.emulator.defaults import (
 from airflow_provider_dataqc.testing.emulator.faults import DEFAULT_FAULT_MIX, FAULT_KINDS, FaultPlan
 from airflow_provider_dataqc.testing.emulator.files import read_manifest
 from airflow_provider_dataqc.testing.emulator.flow import FlowControl, FlowStats
+from airflow_provider_dataqc.testing.emulator.jobs import (
+    DEFAULT_RUN_SCRIPT,
+    RUN_STATUSES,
+    SEEDED_JOBS,
+)
 from airflow_provider_dataqc.testing.emulator.resources import STEP_ANSWER_KEYS
 from airflow_provider_dataqc.testing.emulator.server import Emulator, running_emulator, running_emulator_async
 from airflow_provider_dataqc.testing.emulator.state import RecordedRequest
@@ -85,6 +107,7 @@ __all__ = [
     "DEFAULT_IMPORT_SCRIPT",
     "DEFAULT_PROJECT_ID",
     "DEFAULT_REGION",
+    "DEFAULT_RUN_SCRIPT",
     "DEFAULT_TOKEN",
     "DEFAULT_USER",
     "DEFAULT_WORKSPACE",
@@ -93,6 +116,8 @@ __all__ = [
     "FAULT_KINDS",
     "MAX_CONVENTION_STEPS",
     "OPERATIONS",
+    "RUN_STATUSES",
+    "SEEDED_JOBS",
     "STEP_ANSWER_KEYS",
     "TIMEOUT_MESSAGE",
     "Emulator",

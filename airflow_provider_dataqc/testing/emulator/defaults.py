@@ -23,7 +23,24 @@ FAILED_MESSAGE = "Emulated failure: rule template 'null_check' references a miss
 TIMEOUT_MESSAGE = "Emulated timeout: the task did not finish within the service's time limit"
 
 #: Operation names used in :class:`RecordedRequest`, :meth:`Emulator.count` and :class:`FaultPlan`.
-OPERATIONS = ("status", "export", "upload", "import", "download", "iam", "unknown")
+OPERATIONS = (
+    "status",
+    "export",
+    "upload",
+    "import",
+    "download",
+    "iam",
+    "jobs",
+    "job",
+    "run",
+    "instances",
+    "results",
+    "stop",
+    "unknown",
+)
+#: The quality-job operations: list and detail of jobs, run on demand, instance list, rule
+#: results, batch-stop.
+JOB_OPERATIONS = ("jobs", "job", "run", "instances", "results", "stop")
 
 #: Resource-ID conventions answered without any set-up: ``<kind>-<N>`` optionally followed
 #: by ``-<anything>`` (``success-3-run42``) to keep IDs unique between runs.
@@ -41,3 +58,10 @@ NOT_FOUND_MESSAGE = "The resource does not exist"
 #: HTTP statuses "not found" can be answered with (``Emulator(not_found_status=...)``): 404 (the
 #: default), 400, or 500 - the one error answer the status page documents.
 NOT_FOUND_STATUSES = (404, 400, 500)
+
+#: New job and run IDs start above this: 19 digits, above 2**53 (9_007_199_254_740_992), so a
+#: client that reads them through a float loses digits.
+FIRST_JOB_ID = 1_440_764_172_232_400_000
+#: The ``run_status`` a run stopped by ``batch-stop`` answers from then on. The reference lists
+#: no "stopped" status; SUSPENDING is the documented one nearest to it.
+DEFAULT_STOPPED_STATUS = "SUSPENDING"

@@ -12,15 +12,18 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 
 from airflow_provider_dataqc.core.api import IAM_TOKEN_PATH, QUALITY_RESOURCE_PATH
+from airflow_provider_dataqc.testing.emulator.defaults import JOB_OPERATIONS
 from airflow_provider_dataqc.testing.emulator.faults import FaultsMixin
 from airflow_provider_dataqc.testing.emulator.flow import THROTTLE_CODE, throttle_message
 from airflow_provider_dataqc.testing.emulator.identity import IdentityMixin
+from airflow_provider_dataqc.testing.emulator.job_handlers import JobHandlersMixin, classify_job_path
 from airflow_provider_dataqc.testing.emulator.state import Exchange
 
 _QUALITY_HEAD, _QUALITY_TAIL = QUALITY_RESOURCE_PATH.split("{project_id}")
+_JOBS_HEAD = "/quality/"  # jobs, instances: /v2/{project_id}/quality/...
 
 
-class RoutingMixin(FaultsMixin, IdentityMixin):
+class RoutingMixin(FaultsMixin, IdentityMixin, JobHandlersMixin):
     """Classifies each request and dispatches it."""
 
     @staticmethod
@@ -32,6 +35,11 @@ class RoutingMixin(FaultsMixin, IdentityMixin):
             return "unknown", None, None
         project, _, rest = path[len(_QUALITY_HEAD) :].partition("/")
         rest = "/" + rest
+        if rest.startswith(_JOBS_HEAD) and not rest.startswith(_QUALITY_TAIL + "/"):
+            job = classify_job_path(method, rest[len(_JOBS_HEAD) :])
+            if job is None:
+                return "unknown", unquote(project), None
+            return job[0], unquote(project), (unquote(job[1]) if job[1] is not None else None)
         if not rest.startswith(_QUALITY_TAIL + "/"):
             return "unknown", None, None
         action = rest[len(_QUALITY_TAIL) + 1 :]
@@ -101,6 +109,8 @@ class RoutingMixin(FaultsMixin, IdentityMixin):
             return denied
         if fault == "truncated":
             return await self._truncated(request, exchange, query, request_id)
+        if operation in JOB_OPERATIONS:
+            return self._job_call(operation, exchange.resource_id, path, query, body, exchange.workspace, request_id)
         if operation == "status":
             assert exchange.resource_id is not None
             return await self._status(exchange.resource_id, exchange.workspace, request_id, advance=advance)

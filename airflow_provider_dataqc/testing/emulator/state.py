@@ -30,9 +30,11 @@ from airflow_provider_dataqc.testing.emulator.defaults import (
     DEFAULT_EXPORT_SCRIPT,
     DEFAULT_IMPORT_SCRIPT,
     DEFAULT_PROJECT_ID,
+    DEFAULT_STOPPED_STATUS,
     DEFAULT_TOKEN,
     DEFAULT_USER,
     DEFAULT_WORKSPACES,
+    FIRST_JOB_ID,
     NOT_FOUND_CODE,
     NOT_FOUND_MESSAGE,
     NOT_FOUND_STATUSES,
@@ -41,6 +43,7 @@ from airflow_provider_dataqc.testing.emulator.flow import FlowControl, FlowStats
 
 if TYPE_CHECKING:
     from airflow_provider_dataqc.testing.emulator.faults import FaultPlan
+    from airflow_provider_dataqc.testing.emulator.jobs import JobRun, QualityJob
     from airflow_provider_dataqc.testing.emulator.resources import Resource
 
 _SECRET_HEADERS = frozenset({"x-auth-token", "authorization", "x-security-token"})
@@ -190,6 +193,12 @@ class EmulatorState:
         self._counts: Counter[str] = Counter()
         self._resource_counts: Counter[tuple[str, str]] = Counter()
         self._iam_calls = 0
+        self._jobs: dict[int, QualityJob] = {}
+        self._runs: dict[int, JobRun] = {}
+        self._jobs_seeded = False
+        self._next_job_id = FIRST_JOB_ID
+        #: The ``run_status`` a run stopped by ``batch-stop`` answers from then on.
+        self.stopped_status = DEFAULT_STOPPED_STATUS
         self._request_prefix = secrets.token_hex(8)
         self._request_counter = itertools.count(1)
         self.url = ""
