@@ -424,3 +424,6 @@ def _object_path(url: str, conn_id: str | None) -> Any:
         raise DataQCInvalidArgumentError(
             f"cannot open {url!r} with ObjectStoragePath: {type(err).__name__}: {err}"
         ) from None
+
+
+from airflow_provider_dataqc.operators.quality import DataQCRunQualityJobOperator  # noqa: E402,F401  (re-exported)

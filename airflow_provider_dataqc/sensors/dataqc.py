@@ -155,3 +155,6 @@ def end_like_a_poke(sensor: Any, err: Exception) -> None:
         raise AirflowSkipException("Skipping due to soft_fail is set to True.") from err
     if getattr(sensor, "never_fail", False):
         raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
+
+
+from airflow_provider_dataqc.sensors.quality import DataQCJobInstanceSensor  # noqa: E402,F401  (re-exported)
