@@ -25,7 +25,9 @@ class Emulator(RoutingMixin):
 
     Attributes you may change at runtime: ``faults`` (a :class:`FaultPlan` or ``None``),
     ``download_size``, ``export_script`` / ``import_script`` (the life cycle of new exports /
-    imports: status strings or step mappings as for :meth:`script`), ``token_lifetime``.
+    imports: status strings or step mappings as for :meth:`script`), ``token_lifetime``,
+    ``flow_control`` (a :class:`FlowControl` or ``None``), ``not_found_status`` (404, 400, 500),
+    ``stopped_status`` (what a stopped quality-job run answers).
     The constructor's arguments are listed in the package docstring.
     """
 
