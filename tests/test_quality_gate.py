@@ -148,3 +148,54 @@ def test_the_sensor_waits_for_the_first_scheduled_run_after_a_time(
     state, tasks, xcom = run_gate(run_dag, f"dataqc_gate_sensor_{mode}", tmp_path, job_id=PASS_JOB, started_after=after)
     assert state == "success", (tasks, task_logs.text()[-3000:])
     assert xcom["instance_id"] == str(wanted) and xcom["run_status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_transient_errors_and_throttling_do_not_end_the_wait(
+    fresh_emulator: Emulator, use_connection: Any, run_dag: Any, tmp_path: Path, task_logs: Any, mode: str
+) -> None:
+    from airflow_provider_dataqc.testing.emulator import FaultPlan
+
+    use_connection(fresh_emulator)
+    fresh_emulator.faults = FaultPlan(
+        rate=0.5, mix={"http503": 1.0, "http429": 1.0, "reset": 1.0}, seed=3, operations=("instances", "results")
+    )
+    state, tasks, xcom = run_gate(run_dag, f"dataqc_gate_{mode}", tmp_path, job_id=PASS_JOB)
+    assert state == "success", (tasks, task_logs.text()[-3000:])
+    assert xcom["run_status"] == "SUCCESS" and tries(fresh_emulator, PASS_JOB) == 1
+    warnings = "\n".join(task_logs.lines("warning"))
+    assert "instance list" in warnings or "instance results" in warnings  # the faults were met, and survived
+
+
+def test_killing_a_waiting_gate_stops_its_run(fresh_emulator: Emulator, use_connection: Any, task_logs: Any) -> None:
+    from airflow_provider_dataqc.hooks.dataqc import DataQCHook
+    from airflow_provider_dataqc.operators.quality import DataQCRunQualityJobOperator
+
+    use_connection(fresh_emulator)
+    instance = DataQCHook().run_quality_job(LONG_JOB)
+    gate = DataQCRunQualityJobOperator(task_id="gate", job_id=LONG_JOB)
+    gate._instance_id, gate._running = instance, True  # as execute leaves them while it waits
+    gate.on_kill()
+    (run,) = fresh_emulator.job_runs(LONG_JOB)
+    assert run["stopped"] and str(run["id"]) == instance
+    assert f"Stopped DataArts Quality run {instance}: the task was killed (cancel_on_kill)" in task_logs.text()
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_the_trigger_stops_the_run_when_the_deferred_task_is_killed(
+    fresh_emulator: Emulator, use_connection: Any, cancel_on_kill: bool
+) -> None:
+    import asyncio
+
+    from airflow_provider_dataqc.hooks.dataqc import DataQCHook
+    from airflow_provider_dataqc.triggers.quality import DataQCJobRunTrigger
+
+    use_connection(fresh_emulator)
+    instance = DataQCHook().run_quality_job(LONG_JOB)
+    trigger = DataQCJobRunTrigger(instance_id=instance, job_id=LONG_JOB, cancel_on_kill=cancel_on_kill)
+    asyncio.run(trigger.on_kill())
+    (run,) = fresh_emulator.job_runs(LONG_JOB)
+    assert run["stopped"] is cancel_on_kill
+    classpath, kwargs = trigger.serialize()
+    assert classpath.endswith("DataQCJobRunTrigger") and kwargs["cancel_on_kill"] is cancel_on_kill
+    assert DataQCJobRunTrigger(**kwargs).serialize() == (classpath, kwargs)
