@@ -169,7 +169,8 @@ def _no_session_left() -> Iterator[None]:
 def emulator_process() -> Iterator[SimpleNamespace]:
     """The emulator in a separate process, as ``python -m airflow_provider_dataqc.testing.emulator``."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_dataqc.testing.emulator", "--port", "0"],
+        # Without flow control: 200 triggers polling every 0.1 s measure the loop, not the quota.
+        [sys.executable, "-m", "airflow_provider_dataqc.testing.emulator", "--port", "0", "--no-flow-control"],
         stdout=subprocess.PIPE,
         text=True,
     )
