@@ -44,6 +44,14 @@ RUNS = [
         must_log="references a missing data connection",
         what="a failing export: fails once, error_msg in the log",
     ),
+    Run("example_dataqc_quality_gate", {"job_id": "1440764172232392705"}, True, what="a passing quality gate"),
+    Run(
+        "example_dataqc_quality_gate",
+        {"job_id": "1440764172232392706"},
+        False,
+        must_log="Data quality failed: 2 of 3 rules alarmed",
+        what="an alarming quality gate: fails once, the alarmed rules' table in the log",
+    ),
 ]
 
 
@@ -106,7 +114,7 @@ def main() -> int:
                 text=True,
             )
             output = done.stdout + done.stderr
-            log_file = DEMO / f"{run.dag_id}-{run.conf.get('resource_id', 'run')}.log"
+            log_file = DEMO / f"{run.dag_id}-{run.conf.get('resource_id') or run.conf.get('job_id', 'run')}.log"
             log_file.write_text(output)
             failed = re.search(r"state=failed|DagRunState\.FAILED|'failed'", output) is not None or done.returncode
             if run.expect_success:
