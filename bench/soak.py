@@ -164,6 +164,8 @@ def _connections(url: str, config: SoakConfig) -> Iterator[tuple[str, str]]:
         "backoff_factor": config.backoff_factor,
         "retry_max_wait": config.retry_max_wait,
         "retry_timeout": 60,
+        # The soak measures outcomes under faults, not the flow-control budget (benchmarked apart).
+        "rate_limit": 0,
     }
     conns = {
         "dataqc_soak_sync": {"conn_type": "dataqc", "host": url, "password": DEFAULT_TOKEN, "extra": extra},

@@ -217,3 +217,26 @@ class DownloadResult:
             "sha256": self.sha256,
             "file_name": self.file_name,
         }
+
+
+def judge_connection_test(failure: CallFailure | None) -> tuple[bool, str]:
+    """The verdict of a connection test: a status call for a resource that cannot exist.
+
+    The service's own error codes (``DQC.*``) come from behind the API gateway, so any answer
+    carrying one proves the credentials passed it, whatever its status (the status page
+    documents errors as HTTP 500) — unless it is 401/403. A 401/403, or a gateway code about
+    authentication (``APIGW.03xx``, but not ``APIGW.0308``, throttling), proves they did not.
+    """
+    if failure is None:
+        return True, "Connection works"
+    code = (failure.error_code or "").upper()
+    if failure.status_code in (401, 403) or (code.startswith("APIGW.03") and code != "APIGW.0308"):
+        return False, f"Credentials rejected: {failure.message()}"
+    if failure.status_code is not None and code and not code.startswith("APIGW"):
+        if "workspace" in (failure.error_msg or "").lower():
+            return False, f"Credentials accepted, but the workspace was refused: {failure.message()}"
+        return True, (
+            "Connection works: the credentials were accepted (a status query for a resource that cannot "
+            f"exist was answered HTTP {failure.status_code} {printable(code)}: {printable(failure.error_msg)})"
+        )
+    return False, failure.message()

@@ -34,6 +34,10 @@ and the trigger both follow it.
   failure is reported instead of risking a second export or import — and reported
   as ``DataQCOutcomeUnknownError`` (an ``AirflowFailException``), so Airflow's own
   task retries do not repeat it either.
+* Every DQC call first waits for its slot in the user's flow-control budget
+  (:mod:`.flow`: ``rate_limit`` calls per 10 s per user and process, halved by a 429,
+  recovering as answers come back). A 429 that outlasts the retries is *throttling*:
+  waits never count it as a failed poll (:mod:`.wait`).
 * ``auth_type="password"``: a 401 drops the cached token, gets a new one and
   repeats the call once; a second 401 is reported.
 * A 2xx answer whose body cannot be used (not JSON, not an object, no status: a
@@ -52,7 +56,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from airflow_provider_dataqc.core.api import ApiRequest, iam_token_request
-from airflow_provider_dataqc.core.errors import CallFailure, failure_from_answer, printable
+from airflow_provider_dataqc.core.errors import CallFailure, failure_from_answer, header, parse_retry_after, printable
+from airflow_provider_dataqc.core.flow import FLOW, flow_key
 from airflow_provider_dataqc.core.iam import IamToken, iam_failure, parse_token_answer
 from airflow_provider_dataqc.core.prepare import PreparedRequest, prepare
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, RetrySettings
@@ -210,12 +215,28 @@ def call(
     token: str | None = None
     rejected: str | None = None
     refreshed = False
+    budget_key = flow_key(settings)
     while True:
         if needs_token:
             got = yield from obtain_token(settings, rejected, log=log)
             if isinstance(got, CallFailure):
                 return got
             token, rejected = got, None
+        if not request.iam and settings.rate_limit > 0:
+            # The user's flow-control budget (core/flow.py): wait for this call's slot.
+            slot = FLOW.reserve(budget_key, settings.rate_limit, clock())
+            if ends_at is not None and slot > ends_at - clock():
+                yield Sleep(max(ends_at - clock(), 0.0))
+                return CallFailure(
+                    operation=request.operation,
+                    transport_error=(
+                        f"no call slot before the wait's deadline (flow-control budget of {settings.rate_limit:g} "
+                        "calls per 10 s, extra rate_limit)"
+                    ),
+                    not_processed=True,
+                )
+            if slot > 0:
+                yield Sleep(slot)
         prepared = prepare(settings, request, token=token)
         if ends_at is not None:  # no attempt outlives the wait that makes it
             left = max(ends_at - clock(), 0.0)
@@ -223,6 +244,16 @@ def call(
                 prepared = replace(prepared, attempt_timeout=left)
         outcome = yield Send(prepared)
         if isinstance(outcome, Answer):
+            if not request.iam:
+                FLOW.record(
+                    budget_key,
+                    settings.rate_limit,
+                    clock(),
+                    throttled=outcome.status_code == 429,
+                    retry_after=parse_retry_after(header(outcome.headers, "Retry-After"))
+                    if outcome.status_code == 429
+                    else None,
+                )
             if 200 <= outcome.status_code < 300:
                 return outcome
             if outcome.status_code == 401 and needs_token and not refreshed:

@@ -226,8 +226,9 @@ class ConnectionSettings:
     conn_id: str | None = None
     #: Longest a download may take, seconds (extra ``download_timeout``; 0: no bound but the read timeout).
     download_timeout: float = 3600.0
-    #: Calls per 10 s this process sends for the connection's user (extra ``rate_limit``; 0: off).
-    rate_limit: float = 40.0
+    #: Calls per 10 s this process sends for the connection's user (extra ``rate_limit``, 40 when
+    #: read from a connection; 0: off, the default of settings built by hand).
+    rate_limit: float = 0.0
 
     @property
     def host_header(self) -> str:

@@ -17,6 +17,9 @@ Waiting policy
 * A usable answer resets the count of failed polls and is judged by the rules: success
   and failure end the wait; anything else keeps it going (a WARNING for an answer the
   documentation does not list).
+* A throttled poll (HTTP 429 after the call's own retries) is the service saying "slower":
+  it keeps the wait going, counts nothing toward ``max_consecutive_errors``, and only the
+  deadline ends a wait that stays throttled (its message says how often it was).
 * A failed poll whose error is transient (no answer, 5xx, a 2xx that is not usable,
   after the call's own retries) keeps the wait going until ``max_consecutive_errors``
   polls in a row have failed; then, or at once for a permanent error, the wait ends
@@ -37,6 +40,7 @@ check they pass before anything acts on them.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -165,6 +169,11 @@ class PollError:
             request_id=getattr(error, "request_id", None),
         )
 
+    @property
+    def throttled(self) -> bool:
+        """The gateway's flow control said "slower" (HTTP 429, ``APIGW.0308``): never a failure."""
+        return self.status_code == 429 or (self.error_code or "").upper().startswith("APIGW.0308")
+
     def detail(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in ERROR_FIELDS}
 
@@ -208,6 +217,8 @@ class Wait:
 
     __slots__ = (
         "_clock",
+        "_last_poll",
+        "_stretch_told",
         "_told",
         "_told_at",
         "errors",
@@ -218,6 +229,7 @@ class Wait:
         "quiet",
         "result",
         "rules",
+        "throttles",
     )
 
     def __init__(
@@ -240,6 +252,9 @@ class Wait:
         self.keep_last = keep_last
         self.result = result
         self.last_record: dict[str, Any] | None = None
+        self.throttles = 0
+        self._last_poll: float | None = None
+        self._stretch_told = False
         self._clock = clock
         self._told: tuple[Any, ...] | None = None
         self._told_at = 0.0
@@ -265,7 +280,15 @@ class Wait:
         return Keep(judged.message, Level.INFO if self._worth_telling(judged.state) else Level.DEBUG)
 
     def on_error(self, error: PollError) -> Keep | Finish:
-        """A poll failed (after the call's own retries)."""
+        """A poll failed (after the call's own retries). Throttling is not a failure: it neither
+        counts toward ``max_consecutive_errors`` nor ends the wait; only the deadline does."""
+        if error.throttled:
+            self.throttles += 1
+            return Keep(
+                f"{self.rules.label}: DataArts Quality's flow control throttled the poll (HTTP 429, "
+                f"{self.throttles} time(s) in this wait); polling again later: {error.message}",
+                Level.WARNING,
+            )
         self.errors += 1
         if error.transient and self.errors < self.max_errors:
             when = f"in {self.poll_interval:g}s" if self.poll_interval is not None else "at the next interval"
@@ -290,8 +313,24 @@ class Wait:
         """The wait's time is up."""
         last = self.last_record
         seen = f"; last seen: {self.rules.last_seen(last)}" if last else ""
-        message = f"Stopped waiting for {self.rules.label}: {reason}{seen}"
+        throttled = f"; throttled by DataArts Quality's flow control {self.throttles} time(s)" if self.throttles else ""
+        message = f"Stopped waiting for {self.rules.label}: {reason}{seen}{throttled}"
         return Finish(self._event(EVENT_TIMEOUT, message, record=last), Level.ERROR, message)
+
+    def note_poll(self, now: float) -> str | None:
+        """Call as each poll starts: once, when polls have come further apart than asked
+        (a shared flow-control budget stretches them), the line that says so; else ``None``."""
+        last, self._last_poll = self._last_poll, now
+        if self._stretch_told or last is None or self.poll_interval is None:
+            return None
+        gap = now - last
+        if gap <= max(1.5 * self.poll_interval, self.poll_interval + 1.0):
+            return None
+        self._stretch_told = True
+        return (
+            f"Polls of {self.rules.label} come {gap:.1f}s apart, not every {self.poll_interval:g}s: the "
+            "user's flow-control budget (connection extra rate_limit) is shared by every wait of this process"
+        )
 
     def _worth_telling(self, state: tuple[Any, ...]) -> bool:
         if not self.quiet:
@@ -301,6 +340,14 @@ class Wait:
             self._told, self._told_at = state, now
             return True
         return False
+
+
+def first_poll_delay(poll_interval: float, rng: Callable[[float, float], float] = random.uniform) -> float:
+    """How long a trigger waits before its first poll, when the deferring task has just polled:
+    a random share (half to all) of the interval. Waits that defer together spread out, no wait
+    polls later than the interval asked, and the first trigger poll stays clear of the seconds
+    right after the deferral (an Airflow 3.3 scheduler race hits a deferral that ends in them)."""
+    return rng(0.5, 1.0) * max(float(poll_interval), 0.0)
 
 
 class InvalidEventError(ValueError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -22,13 +23,14 @@ from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.answers import (
     DownloadResult,
     UploadResult,
+    judge_connection_test,
     not_the_file,
     read_json_object,
     read_resource_id,
     read_status,
 )
 from airflow_provider_dataqc.core.calls import Action, Answer, Exclusive, Mask, Send, Sleep, call
-from airflow_provider_dataqc.core.errors import CallFailure, header, printable
+from airflow_provider_dataqc.core.errors import CallFailure, header
 from airflow_provider_dataqc.core.settings import AuthType, ConnectionSettings, InvalidSettingError, resolve_workspace
 from airflow_provider_dataqc.core.status import ResourceStatus
 from airflow_provider_dataqc.core.tokens import TOKEN_CACHE
@@ -419,9 +421,11 @@ class DataQCHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Make one authenticated status call for a resource that cannot exist.
 
-        A DQC "not found" answer proves the endpoint, project and credentials
-        work; 401/403 proves the credentials do not. A field that is wrong is named, not the
-        connection: Airflow tests a form under a random temporary connection ID.
+        Any answer carrying a DataArts Quality error code (``DQC.*``, at any status but 401/403,
+        the documented 500 form included) proves the endpoint, project and credentials passed
+        the gateway; 401/403, or a gateway authentication code (``APIGW.03xx``), proves they did
+        not (see :func:`~airflow_provider_dataqc.core.answers.judge_connection_test`). A wrong
+        field is named, not the connection: Airflow tests a form under a random temporary ID.
         """
         try:
             self.__dict__["settings"] = self._read_settings(name_connection=False)  # what self.settings caches
@@ -430,21 +434,14 @@ class DataQCHook(BaseHook):
         except Exception as err:
             return False, f"{type(err).__name__}: {err}"
         try:
-            self.get_resource_status(CONNECTION_TEST_RESOURCE_ID)
-        except DataQCApiError as err:
-            if err.status_code in (401, 403):
-                return False, f"Credentials rejected: {err}"
-            if err.status_code in (400, 404) and err.error_code and not err.error_code.startswith("APIGW"):
-                if "workspace" in (err.error_msg or "").lower():
-                    return False, f"Credentials accepted, but the workspace was refused: {err}"
-                return True, (
-                    "Connection works: the credentials were accepted (a status query for a resource "
-                    f"that cannot exist was answered {err.error_code}: {printable(err.error_msg)})"
-                )
-            return False, str(err)
+            # One real call, not retried: the answer itself is the verdict (a button, not a wait).
+            once = replace(self.settings, retry=replace(self.settings.retry, max_retries=0))
+            request = self._build(api.status_request, self._workspace(None), CONNECTION_TEST_RESOURCE_ID)
+            outcome = self._drive(call(once, request, log=self.log))
         except Exception as err:
             return False, f"{type(err).__name__}: {err}"
-        return True, "Connection works"
+        judged = read_status(outcome) if isinstance(outcome, Answer) else outcome
+        return judge_connection_test(judged if isinstance(judged, CallFailure) else None)
 
     def _build(self, builder: Callable[..., api.ApiRequest], *args: Any, **kwargs: Any) -> api.ApiRequest:
         try:

@@ -73,6 +73,9 @@ def wait_here(
                 return wait.on_deadline(f"it did not finish within {timeout:g}s")
             remaining = deadline - clock() if deadline is not None else poll_interval
             sleep(max(min(poll_interval, remaining), 0.0))
+        stretched = wait.note_poll(clock())
+        if stretched:
+            log.info("%s", stretched)
         finish = poll(wait, fetch, log)
         if finish is not None:
             return finish

@@ -21,7 +21,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait
+from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait, first_poll_delay
 from airflow_provider_dataqc.hooks.dataqc import DataQCHook
 from airflow_provider_dataqc.hooks.wait import conclude, poll
 
@@ -122,6 +122,7 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
                 max_consecutive_errors=self.max_consecutive_errors,
                 # A failed first poke counts: the budget is for failures in a row.
                 consecutive_errors=self._wait.errors,
+                first_poll_after=first_poll_delay(self.poke_interval),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_TIMEOUT_GRACE if self.timeout else None,

@@ -68,6 +68,8 @@ class DataQCWaitTrigger(BaseTrigger):
     :param consecutive_errors: failed polls in a row already counted before deferring.
     :param result: JSON-able value put in the ``success`` event (what the deferring
         operator returns once the wait succeeded).
+    :param first_poll_after: seconds to wait before the first poll (the deferring task polled
+        just before; a spread delay keeps waits that defer together out of lock-step).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class DataQCWaitTrigger(BaseTrigger):
         project_id: str | None = None,
         consecutive_errors: int = 0,
         result: Any = None,
+        first_poll_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.dataqc_conn_id = dataqc_conn_id
@@ -91,6 +94,7 @@ class DataQCWaitTrigger(BaseTrigger):
         self.project_id = project_id
         self.consecutive_errors = max(int(consecutive_errors), 0)
         self.result = result
+        self.first_poll_after = max(float(first_poll_after), 0.0)
 
     def _common_kwargs(self) -> dict[str, Any]:
         return {
@@ -102,6 +106,7 @@ class DataQCWaitTrigger(BaseTrigger):
             "project_id": self.project_id,
             "consecutive_errors": self.consecutive_errors,
             "result": self.result,
+            "first_poll_after": self.first_poll_after,
         }
 
     @property
@@ -139,9 +144,14 @@ class DataQCWaitTrigger(BaseTrigger):
             )
             async with client:
                 prepared = await self.prepare(client)
+                if self.first_poll_after:
+                    await asyncio.sleep(self._next_sleep(self.first_poll_after))
                 while True:
                     if self._timed_out():
                         return wait.on_deadline().event
+                    stretched = wait.note_poll(time.monotonic())
+                    if stretched:
+                        self.log.info("%s", stretched)
                     step = await self._poll_once(client, prepared, wait)
                     if isinstance(step, Finish):
                         return step.event
@@ -171,10 +181,11 @@ class DataQCWaitTrigger(BaseTrigger):
     def _timed_out(self) -> bool:
         return self.end_time is not None and time.time() >= self.end_time
 
-    def _next_sleep(self) -> float:
+    def _next_sleep(self, seconds: float | None = None) -> float:
+        seconds = self.poll_interval if seconds is None else seconds
         if self.end_time is None:
-            return self.poll_interval
-        return max(min(self.poll_interval, self.end_time - time.time()), 0.0)
+            return seconds
+        return max(min(seconds, self.end_time - time.time()), 0.0)
 
 
 class DataQCResourceStatusTrigger(DataQCWaitTrigger):
@@ -209,8 +220,10 @@ class DataQCResourceStatusTrigger(DataQCWaitTrigger):
         project_id: str | None = None,
         consecutive_errors: int = 0,
         result: Any = None,
+        first_poll_after: float = 0.0,
     ) -> None:
         super().__init__(
+            first_poll_after=first_poll_after,
             dataqc_conn_id=dataqc_conn_id,
             workspace=workspace,
             poll_interval=poll_interval,

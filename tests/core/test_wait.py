@@ -139,3 +139,39 @@ def test_events_the_engine_made_are_read_back_the_same() -> None:
         assert checked.kind == made.kind and checked.message == made.event["message"]
     ok = read_event(wait.on_answer(status("SUCCESS")).event, RULES)  # type: ignore[union-attr]
     assert ok.result == "r-1" and ok.judged is not None and ok.record["status"] == "SUCCESS"  # type: ignore[index]
+
+
+THROTTLED = PollError("DataArts Quality status call failed: HTTP 429; error_code=APIGW.0308", status_code=429)
+
+
+def test_throttling_never_counts_as_a_failed_poll_and_the_deadline_says_how_often() -> None:
+    wait = Wait(RULES, max_consecutive_errors=2)
+    for n in range(1, 11):
+        step = wait.on_error(THROTTLED)
+        assert isinstance(step, Keep) and step.level is Level.WARNING and f"{n} time(s)" in step.message
+    assert wait.errors == 0
+    assert isinstance(wait.on_error(TRANSIENT), Keep)  # the budget of real failures is intact
+    gateway_code = PollError("throttled", status_code=None, error_code="APIGW.0308")
+    assert gateway_code.throttled and not TRANSIENT.throttled
+    ended = wait.on_deadline()
+    assert (
+        ended.kind == EVENT_TIMEOUT
+        and "throttled by DataArts Quality's flow control 10 time(s)" in ended.event["message"]
+    )
+
+
+def test_a_stretched_poll_interval_is_told_once() -> None:
+    wait = Wait(RULES, poll_interval=5)
+    assert wait.note_poll(0.0) is None and wait.note_poll(5.2) is None  # on time
+    told = wait.note_poll(20.0)
+    assert told is not None and "14.8s apart, not every 5s" in told and "rate_limit" in told
+    assert wait.note_poll(60.0) is None  # once per wait
+    assert Wait(RULES).note_poll(0.0) is None and Wait(RULES).note_poll(100.0) is None  # no interval: silent
+
+
+def test_the_first_trigger_poll_comes_within_the_interval_never_at_once() -> None:
+    from airflow_provider_dataqc.core.wait import first_poll_delay
+
+    delays = [first_poll_delay(10) for _ in range(200)]
+    assert all(5 <= d <= 10 for d in delays) and len({round(d, 3) for d in delays}) > 100  # spread
+    assert first_poll_delay(0) == 0

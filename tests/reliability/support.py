@@ -30,7 +30,7 @@ def unique(prefix: str) -> str:
 
 def set_connection(monkeypatch: pytest.MonkeyPatch, host: str, conn_id: str = "dataqc_default", **extra: Any) -> str:
     """A token connection to ``host`` (an emulator or pytest-httpserver URL)."""
-    settings: dict[str, Any] = {"project_id": PROJECT, "workspace": "ws-dev", "backoff_factor": 0.001}
+    settings: dict[str, Any] = {"project_id": PROJECT, "workspace": "ws-dev", "backoff_factor": 0.001, "rate_limit": 0}
     settings.update(extra)
     conn = {"conn_type": "dataqc", "host": host, "password": DEFAULT_TOKEN, "extra": settings}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
