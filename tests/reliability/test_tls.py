@@ -5,6 +5,7 @@ a warning, a missing bundle as a clear permanent error.
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 import time
 from collections.abc import Iterator
@@ -145,3 +146,85 @@ def test_a_missing_ca_bundle_is_a_clear_permanent_error(
     with pytest.raises(DataQCApiError, match="extra verify") as caught:
         fetch_status("sync", "r-1")
     assert not caught.value.transient and len(https_server.log) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_ca_folder_works_in_the_hook_and_the_trigger(
+    https_server: HTTPServer, tls_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    import shutil
+    import subprocess
+
+    # An OpenSSL hashed CA directory, as `openssl rehash` makes it: <subject hash>.0
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(tls_files["ca"])],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    shutil.copy(tls_files["ca"], folder / f"{subject_hash}.0")
+    set_connection(monkeypatch, f"https://127.0.0.1:{https_server.port}", verify=str(folder))
+    assert fetch_status(mode, "r-1").is_success
+    assert len(https_server.log) == 1
+
+
+class _TlsThenGarbage:
+    """A TLS server that reads one request, then answers with bytes that are not TLS records:
+    the client's TLS layer fails while reading the answer, after its request went out."""
+
+    def __init__(self, tls_files: dict[str, Path]) -> None:
+        import socket
+        import threading
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(tls_files["cert"], tls_files["key"])
+        self.requests = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                plain, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                conn = self.context.wrap_socket(plain, server_side=True)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                self.requests += 1
+                raw = socket.socket(fileno=os.dup(conn.fileno()))
+                raw.sendall(b"HTTP/1.1 200 OK\r\n\r\n not a TLS record " * 20)
+                raw.close()
+                conn.close()
+            except (OSError, ssl.SSLError):
+                plain.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_tls_error_after_the_request_is_maybe_processed(
+    tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_dataqc.exceptions import DataQCOutcomeUnknownError
+    from airflow_provider_dataqc.hooks.dataqc import DataQCHook
+
+    server = _TlsThenGarbage(tls_files)
+    try:
+        set_connection(monkeypatch, f"https://127.0.0.1:{server.port}", verify=str(tls_files["ca"]), max_retries=3)
+        with pytest.raises(DataQCOutcomeUnknownError, match="TLS error"):
+            DataQCHook().export_resources("quality-task", resources=[1])
+        assert server.requests == 1  # the export went out once and was not sent again
+        with pytest.raises(DataQCApiError, match="TLS error") as caught:
+            DataQCHook().get_resource_status("r-1")
+        assert caught.value.transient and server.requests == 1 + 4  # a status call is retried
+    finally:
+        server.close()
