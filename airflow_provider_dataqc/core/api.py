@@ -279,3 +279,17 @@ def iam_token_request(*, user: str, password: str, domain: str, project_id: str)
         }
     }
     return ApiRequest("IAM token", "POST", IAM_TOKEN_PATH, None, body=_json(body), iam=True)
+
+
+def check_download_type(resource_type: str, obs_type: str | None) -> None:
+    """Refuse a download whose ``obs_type`` does not fit the exported ``resource_type`` (before any
+    request): reports need one, other types take none.
+
+    :raises InvalidSettingError: naming what is wrong and what is allowed.
+    """
+    kind = choose(ExportType, resource_type, "resource_type")
+    if kind is ExportType.REPORT and obs_type is None:
+        allowed = ", ".join(member.value for member in ObsType)
+        raise InvalidSettingError(f"obs_type is required to download a report; one of: {allowed}")
+    if kind is not ExportType.REPORT and obs_type is not None:
+        raise InvalidSettingError(f"obs_type applies to reports only, not to {kind.value!r}")

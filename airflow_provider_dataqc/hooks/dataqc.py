@@ -315,16 +315,11 @@ class DataQCHook(BaseHook):
         :raises DataQCApiError: on bad arguments (before any request), a failed call,
             an incomplete body after the retries, or a file that cannot be written.
         """
-        if resource_type is not None:
-            try:
-                kind = api.choose(api.ExportType, resource_type, "resource_type")
-            except InvalidSettingError as err:
-                raise DataQCInvalidArgumentError(str(err)) from None
-            if kind is api.ExportType.REPORT and obs_type is None:
-                allowed = ", ".join(member.value for member in api.ObsType)
-                raise DataQCInvalidArgumentError(f"obs_type is required to download a report; one of: {allowed}")
-            if kind is not api.ExportType.REPORT and obs_type is not None:
-                raise DataQCInvalidArgumentError(f"obs_type applies to reports only, not to {kind.value!r}")
+        try:
+            if resource_type is not None:
+                api.check_download_type(resource_type, obs_type)
+        except InvalidSettingError as err:
+            raise DataQCInvalidArgumentError(str(err)) from None
         request = self._build(api.download_request, self._workspace(workspace), resource_id, obs_type=obs_type)
         target = Path(destination)
         if target.is_dir():

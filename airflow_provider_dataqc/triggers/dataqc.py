@@ -215,24 +215,9 @@ class DataQCResourceStatusTrigger(DataQCWaitTrigger):
         workspace: str | None = None,
         poll_interval: float = 60.0,
         wait_for_file: bool = False,
-        end_time: float | None = None,
-        max_consecutive_errors: int = 3,
-        project_id: str | None = None,
-        consecutive_errors: int = 0,
-        result: Any = None,
-        first_poll_after: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            first_poll_after=first_poll_after,
-            dataqc_conn_id=dataqc_conn_id,
-            workspace=workspace,
-            poll_interval=poll_interval,
-            end_time=end_time,
-            max_consecutive_errors=max_consecutive_errors,
-            project_id=project_id,
-            consecutive_errors=consecutive_errors,
-            result=result,
-        )
+        super().__init__(dataqc_conn_id=dataqc_conn_id, workspace=workspace, poll_interval=poll_interval, **kwargs)
         self.resource_id = resource_id
         self.wait_for_file = bool(wait_for_file)
 
