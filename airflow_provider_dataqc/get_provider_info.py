@@ -94,25 +94,34 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Huawei Cloud DataArts Quality",
-                "python-modules": ["airflow_provider_dataqc.hooks.dataqc"],
+                "python-modules": [
+                    "airflow_provider_dataqc.hooks.dataqc",
+                    "airflow_provider_dataqc.hooks.dataqc_async",
+                ],
             }
         ],
         "sensors": [
             {
                 "integration-name": "Huawei Cloud DataArts Quality",
-                "python-modules": ["airflow_provider_dataqc.sensors.dataqc"],
+                "python-modules": ["airflow_provider_dataqc.sensors.dataqc", "airflow_provider_dataqc.sensors.quality"],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Huawei Cloud DataArts Quality",
-                "python-modules": ["airflow_provider_dataqc.triggers.dataqc"],
+                "python-modules": [
+                    "airflow_provider_dataqc.triggers.dataqc",
+                    "airflow_provider_dataqc.triggers.quality",
+                ],
             }
         ],
         "operators": [
             {
                 "integration-name": "Huawei Cloud DataArts Quality",
-                "python-modules": ["airflow_provider_dataqc.operators.dataqc"],
+                "python-modules": [
+                    "airflow_provider_dataqc.operators.dataqc",
+                    "airflow_provider_dataqc.operators.quality",
+                ],
             }
         ],
         "connection-types": [
