@@ -11,6 +11,7 @@ the upload reported (``resource_id``, ``topics``, ``directories`` ...).
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 
 from airflow.providers.common.compat.sdk import DAG, Param
@@ -24,6 +25,12 @@ from airflow_provider_dataqc.sensors.dataqc import DataQCResourceStatusSensor
 
 ARCHIVE = os.environ.get("DATAQC_DEMO_DIR", "/tmp/dataqc-exports")
 
+
+def file_safe(text: str) -> str:
+    """``manual__2024-01-01T00:00:00+00:00`` -> ``manual__2024-01-01T00-00-00-00-00``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text))
+
+
 with DAG(
     dag_id="example_dataqc_promote",
     schedule=None,
@@ -33,8 +40,13 @@ with DAG(
         "quality_jobs": Param([101, 102, 103], type="array", description="IDs of the quality jobs to promote"),
         "archive": Param(f"file://{ARCHIVE}", type="string", description="where exported files are kept"),
     },
+    # The file is named after the run ID: every run has one (a run triggered by hand has no
+    # logical date, so no ts_nodash), and file_safe makes it a valid file name.
+    user_defined_filters={"file_safe": file_safe},
     tags=["example", "dataqc"],
 ) as dag:
+    # Waits poll every 10 s: a deferral that ends within a few seconds can be undone by an
+    # Airflow 3 scheduler race (see the README's "Limits worth knowing").
     export = DataQCExportOperator(
         task_id="export_from_dev",
         resource_type="quality-task",
@@ -47,7 +59,7 @@ with DAG(
         workspace="ws-dev",
         wait_for_file=True,
         deferrable=True,
-        poke_interval=1,
+        poke_interval=10,
         timeout=600,
     )
     download = DataQCDownloadOperator(
@@ -55,7 +67,7 @@ with DAG(
         resource_id=export.output,
         resource_type="quality-task",
         workspace="ws-dev",
-        destination="{{ params.archive }}/quality-jobs-{{ ts_nodash }}.zip",
+        destination="{{ params.archive }}/quality-jobs-{{ run_id | file_safe }}.zip",
     )
     import_into_prod = DataQCImportOperator(
         task_id="import_into_prod",
@@ -64,7 +76,7 @@ with DAG(
         strategy="OVERRIDE",
         workspace="ws-prod",
         deferrable=True,
-        poll_interval=1,
+        poll_interval=10,
         wait_timeout=600,
     )
 
