@@ -64,3 +64,16 @@ bench:
 
 clean:
 	rm -rf .venv .venv-* .demo build dist *.egg-info
+
+# make e2e: a real deployment on this machine (PostgreSQL, the emulator, Airflow's own
+# scheduler, triggerer, API server ... with LocalExecutor) runs the example DAGs and the
+# tests/e2e suite (a few minutes), in a virtualenv of its own. On Airflow 2.11:
+#   make e2e E2E_VENV=.venv-e2e-af2 E2E_AIRFLOW_SPEC="apache-airflow[postgres]>=2.11,<2.12"
+E2E_VENV         ?= .venv-e2e
+E2E_AIRFLOW_SPEC ?= apache-airflow[postgres]>=3.1,<4
+E2E_ARGS         ?=
+
+.PHONY: e2e
+e2e:
+	$(MAKE) install VENV=$(E2E_VENV) AIRFLOW_SPEC="$(E2E_AIRFLOW_SPEC)" EXTRAS=test
+	DATAQC_E2E=1 $(E2E_VENV)/bin/python -m pytest tests/e2e -p no:cacheprovider -o timeout=1200 $(E2E_ARGS)
