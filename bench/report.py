@@ -62,6 +62,7 @@ def render(results: dict[str, Any], png_name: str | None) -> str:
     out += _parsing(sections.get("parsing"))
     out += _scale(sections.get("scale"), png_name)
     out += _download(sections.get("download"))
+    out += _flow(sections.get("flow"))
     out += findings(sections, DOC)
     if "soak" in sections:
         status = sections["soak"].get("exit_status")
@@ -348,3 +349,49 @@ def _download(download: Any) -> list[str]:
     ]
     header = ["variant", "size", "RSS before (MB)", "peak RSS (MB)", "peak above before (MB)", "MB/s", "complete"]
     return ["## 4. Large download", "", _method("large-download"), "", *table(header, rows), ""]
+
+
+def _flow(flow: Any) -> list[str]:
+    if not isinstance(flow, list):
+        return []
+    runs = [r for r in flow if ok(r)]
+    rows = [
+        [
+            f"N={r['n']:,}",
+            "on (rate_limit 40)" if r["limiter"] else "off (rate_limit 0)",
+            f"{r['wrong_ends']:,}" + ("" if r["wrong_ends"] == 0 else f" {r['events']}"),
+            f"{r['requests']:,}",
+            f"{r['throttled']:,} ({fmt(r['throttled_share'] * 100, 2)} %)",
+            f"{fmt(r['delay_s']['median'], 1)} / {fmt(r['delay_s']['p90'], 1)}",
+            f"{fmt(r['ideal_s'].get('median'), 1)} / {fmt(r['ideal_s'].get('p90'), 1)}",
+            f"{fmt(r['delay_over_ideal'].get('median'), 2)}x / {fmt(r['delay_over_ideal'].get('p90'), 2)}x",
+            f"{fmt(r['duration_s'], 0)} ({fmt(r['last_end_s'], 0)})",
+        ]
+        for r in runs
+    ]
+    header = ["waits", "limiter", "wrong ends", "requests", "429s (share)", "delay s: median / p90"]
+    header += ["ideal s: median / p90", "over the ideal", "run s (last task end)"]
+    ratios = []
+    for n in sorted({r["n"] for r in runs}):
+        on = next((r for r in runs if r["n"] == n and r["limiter"]), None)
+        off = next((r for r in runs if r["n"] == n and not r["limiter"]), None)
+        if on and off and on["requests"]:
+            ratios.append(
+                f"N={n:,}: limiter off sends {off['requests'] / on['requests']:.1f}x the requests, "
+                f"{off['throttled']:,} 429s against {on['throttled']:,}, median delay "
+                f"{off['delay_s']['median'] / on['delay_s']['median']:.2f}x and p90 "
+                f"{off['delay_s']['p90'] / on['delay_s']['p90']:.2f}x the limiter's."
+            )
+    scale = runs[0]["time_scale"] if runs else 10
+    return [
+        "## 5. Under flow control",
+        "",
+        f"One user, quota 40 calls per 10 s, 429 without Retry-After, polls every 5 s, tasks ending at staggered "
+        f"times. Run {scale:g}x faster than real (1 s window, 0.5 s polls, rate_limit x{scale:g}); every time "
+        f"below is converted back to real seconds. {_method('under-flow-control')}",
+        "",
+        *table(header, rows),
+        "",
+        *(f"- {line}" for line in ratios),
+        "",
+    ]

@@ -20,7 +20,7 @@ from typing import Any
 
 from bench._common import BENCH, OUT, REPO, airflow_env, machine_info, read_json, write_json
 
-SECTIONS = ("capacity", "poke", "parsing", "scale", "download")
+SECTIONS = ("capacity", "poke", "parsing", "scale", "download", "flow")
 
 
 def plan(smoke: bool) -> dict[str, Any]:
@@ -40,6 +40,7 @@ def plan(smoke: bool) -> dict[str, Any]:
                 ["--n", "20", "--polls", "2", "--interval", "0.2", "--kind", "threads", "--label", "threads N=20"],
             ],
             "download": [["--size-mb", "2", "--variant", "dataqc"], ["--size-mb", "2", "--variant", "http"]],
+            "flow": [["--n", "50", "--rate-limit", limit] for limit in ("40", "0")],
         }
     polls = "10"
     return {
@@ -81,6 +82,7 @@ def plan(smoke: bool) -> dict[str, Any]:
             ["--size-mb", "50", "--variant", "http"],
             ["--size-mb", "500", "--variant", "http"],
         ],
+        "flow": [["--n", n, "--rate-limit", limit] for n in ("100", "1000") for limit in ("40", "0")],
     }
 
 
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = failed or "error" in result
             outputs.append(result)
             print(f"   {section} {' '.join(run_args)}: {result.get('_seconds', 0):.1f}s", flush=True)
-        results["sections"][section] = outputs if section in ("scale", "download") else outputs[0]
+        results["sections"][section] = outputs if section in ("scale", "download", "flow") else outputs[0]
         results["seconds"][section] = time.perf_counter() - section_started
     if args.with_soak and (BENCH / "soak.py").exists():
         print("== soak (bench/soak.py)", flush=True)

@@ -146,6 +146,11 @@ def _downloads(sections: dict[str, Any]) -> list[Item]:
     return [d for d in download if ok(d) and d.get("variant") == "dataqc"] if isinstance(download, list) else []
 
 
+def _flow(sections: dict[str, Any]) -> list[Item]:
+    flow = sections.get("flow")
+    return [r for r in flow if ok(r) and r.get("limiter")] if isinstance(flow, list) else []
+
+
 SOURCES: dict[str, Callable[[dict[str, Any]], list[Item]]] = {
     "poke": _poke,  # bench/poke.py: timing ratios within each round
     "poke counts per auth": _poke_counts,  # requests counted by an in-process emulator (token, AK/SK, password)
@@ -156,6 +161,7 @@ SOURCES: dict[str, Callable[[dict[str, Any]], list[Item]]] = {
     "largest 1 s scale run": lambda s: _largest(_scale(s, 1.0)),
     "10 s scale runs": lambda s: _scale(s, 10.0),
     "our downloads": _downloads,  # bench/download.py, DataQCHook.download_resource_file
+    "flow runs with the limiter": _flow,  # bench/flow.py, rate_limit 40 against a 40 / 10 s quota
 }
 
 # --------------------------------------------------------------------------- the targets
@@ -236,6 +242,17 @@ TARGETS: tuple[Target, ...] = (
             Check("complete", "is", True, target="", shown=""),
         ),
         each="{size_mb} MB",
+    ),
+    Target(
+        "under flow control, {n:,} waits: wrong ends / 429 share / delay median and p90 over the ideal",
+        "flow runs with the limiter",
+        (
+            Check("wrong_ends", "==", 0, digits=None),
+            Check("throttled_share", "<", 0.01, digits=4),
+            Check("delay_over_ideal.median", "<=", 1.25, "x"),
+            Check("delay_over_ideal.p90", "<=", 1.25, "x"),
+        ),
+        per_item=True,
     ),
 )
 
