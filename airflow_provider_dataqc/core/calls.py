@@ -224,9 +224,9 @@ def call(
             token, rejected = got, None
         if not request.iam and settings.rate_limit > 0:
             # The user's flow-control budget (core/flow.py): wait for this call's slot.
-            slot = FLOW.reserve(budget_key, settings.rate_limit, clock())
-            if ends_at is not None and slot > ends_at - clock():
-                yield Sleep(max(ends_at - clock(), 0.0))
+            slot = FLOW.reserve(budget_key, settings.rate_limit, clock(), before=ends_at)
+            if slot is None:  # no slot before the wait's deadline (none was taken)
+                yield Sleep(max(ends_at - clock(), 0.0) if ends_at is not None else 0.0)
                 return CallFailure(
                     operation=request.operation,
                     transport_error=(

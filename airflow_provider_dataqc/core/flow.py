@@ -62,9 +62,12 @@ class Budget:
         """Seconds between two calls at the current rate."""
         return WINDOW_SECONDS / self.rate
 
-    def reserve(self, now: float) -> float:
-        """Take the next free slot: how long to wait before sending."""
+    def reserve(self, now: float, before: float | None = None) -> float | None:
+        """Take the next free slot: how long to wait before sending; ``None`` (and no slot taken)
+        when it would start after ``before``."""
         start = max(now, self.next_free, self.paused_until)
+        if before is not None and start > before:
+            return None
         self.next_free = start + self.interval
         return start - now
 
@@ -91,12 +94,13 @@ class FlowControl:
             budget = self._budgets[key] = Budget(limit)
         return budget
 
-    def reserve(self, key: tuple[str, ...], limit: float, now: float) -> float:
-        """Seconds to wait before the next call for ``key`` (0 when ``limit`` is 0: off)."""
+    def reserve(self, key: tuple[str, ...], limit: float, now: float, before: float | None = None) -> float | None:
+        """Seconds to wait before the next call for ``key`` (0 when ``limit`` is 0: off), or ``None``
+        when no slot starts by ``before`` (then none is taken: others keep their turn)."""
         if limit <= 0:
             return 0.0
         with self._guard:
-            return self._budget(key, limit).reserve(now)
+            return self._budget(key, limit).reserve(now, before)
 
     def record(
         self, key: tuple[str, ...], limit: float, now: float, *, throttled: bool, retry_after: float | None

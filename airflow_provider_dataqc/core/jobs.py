@@ -40,7 +40,8 @@ def id_text(value: Any) -> str | None:
     if isinstance(value, float):
         return str(int(value)) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str):
-        return value.strip() or None
+        text = value.strip()
+        return text if text.isdigit() and text.isascii() else None  # IDs are 64-bit numbers
     return None
 
 

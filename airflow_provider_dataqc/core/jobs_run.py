@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_provider_dataqc.core.api import ApiRequest
+from airflow_provider_dataqc.core.errors import printable
 from airflow_provider_dataqc.core.jobs import JobInstance, Page, read_instance_page, read_result_page
 from airflow_provider_dataqc.core.jobs_api import MAX_PAGE_SIZE, epoch_ms, instance_results_request, instances_request
 from airflow_provider_dataqc.core.status import Outcome
@@ -201,7 +202,8 @@ class JobRunRules:
         record["results"] = list(results) if results is not None else None
         record["passed"] = run.is_success if run.is_terminal else None
         status = run.run_status or "no run_status"
-        about = f"{self.label} (instance {run.id}) is {status}"
+        # Service text, escaped: it must not start a log line of its own.
+        about = f"{self.label} (instance {printable(run.id)}) is {printable(status)}"
         if run.is_success:
             return Judgement(Outcome.SUCCESS, f"{about}: every rule passed", record, (status,))
         if run.is_alarm:

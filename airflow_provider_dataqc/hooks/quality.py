@@ -27,7 +27,7 @@ from airflow_provider_dataqc.core.jobs import (
 )
 from airflow_provider_dataqc.core.jobs_run import InstanceSearch, JobRunRules, all_results, drive, find_instance
 from airflow_provider_dataqc.core.wait import EVENT_FAILED, EVENT_SUCCESS, Event, Finish, read_event
-from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
+from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError, DataQCOutcomeUnknownError
 from airflow_provider_dataqc.hooks.wait import conclude
 
 if TYPE_CHECKING:
@@ -47,7 +47,12 @@ def run_quality_job(hook: DataQCHook, job_id: Any, *, job_type: str = "quality",
     try:
         return read_instance_id(payload)
     except JobAnswerError as err:
-        raise DataQCApiError(f"DataArts Quality run quality job call: {err}; the run may have started") from None
+        # A success without the new run's ID: the run may have started all the same. Never repeated,
+        # not by a task retry either (the call plan's rule for calls that may have been acted on).
+        raise DataQCOutcomeUnknownError(
+            f"DataArts Quality run quality job call: {err}; the run may have started: check the job's "
+            "instances before running it again (not retried)"
+        ) from None
 
 
 def job_detail(hook: DataQCHook, job_id: Any, *, job_type: str = "quality", workspace: str | None = None) -> JobDetail:
@@ -156,7 +161,7 @@ def finish_run(finish: Finish | Any, rules: JobRunRules, log: Any, detail: JobDe
                 if names
                 else ""
             )
-            + f" in run {record.get('instance_id')} of job {record.get('job_id') or rules.job_id}"
+            + f" in run {printable(record.get('instance_id'))} of job {printable(record.get('job_id') or rules.job_id)}"
         )
         if checked.kind == EVENT_FAILED:
             log.error("%s:\n%s", summary, table)
