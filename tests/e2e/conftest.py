@@ -38,6 +38,10 @@ RUNS: dict[str, tuple[str, dict[str, Any], str]] = {
     "sensor_failed": ("example_dataqc_sensor", {"resource_id": "failed-1"}, "api"),
     "hook": ("example_dataqc_hook", {"resource_id": "success-0"}, "api"),
     "promote": ("example_dataqc_promote", {}, "cli"),
+    # The quality gate: its defaults pass the gate and route an alarming review to quarantine;
+    # with the alarming job as the gate, the gate fails once and publish never runs.
+    "gate": ("example_dataqc_quality_gate", {}, "cli"),
+    "gate_alarm": ("example_dataqc_quality_gate", {"job_id": "1440764172232392706"}, "api"),
     "auth": ("dataqc_e2e_auth", {}, "api"),
     "modes": ("dataqc_e2e_modes", {}, "api"),
     "many": ("dataqc_e2e_many", {"count": SENSORS}, "api"),
