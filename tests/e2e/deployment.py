@@ -149,6 +149,9 @@ class Deployment:
                     "AIRFLOW__WEBSERVER__SECRET_KEY": self._jwt_secret,
                     "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.api_port),
                     "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth",
+                    # Airflow 2's default task-log line names the file, not the logger; with the
+                    # logger's name the suite tells the provider's lines from Airflow's, as on 3.
+                    "AIRFLOW__LOGGING__LOG_FORMAT": "[%(asctime)s] {%(name)s:%(lineno)d} %(levelname)s - %(message)s",
                 }
             )
         env.update(self.environment)
