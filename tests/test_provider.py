@@ -93,3 +93,43 @@ def test_example_dags_import_cleanly_without_network_or_connection_lookup(
     for dag_id in bag.dag_ids:
         assert bag.dags[dag_id].tasks
     assert calls == []
+
+
+PARSE_TIME_PROBE = """
+import json, sys
+import airflow.sdk
+before = set(sys.modules)
+import airflow_provider_dataqc.sensors.dataqc as sensors
+import airflow_provider_dataqc.operators.dataqc as operators
+loaded = sorted(set(sys.modules) - before)
+from airflow_provider_dataqc.sensors.dataqc import DataQCJobInstanceSensor
+from airflow_provider_dataqc.operators.dataqc import DataQCRunQualityJobOperator
+from airflow_provider_dataqc.sensors.quality import DataQCJobInstanceSensor as sensor
+from airflow_provider_dataqc.operators.quality import DataQCRunQualityJobOperator as operator
+same = [DataQCJobInstanceSensor is sensor, DataQCRunQualityJobOperator is operator]
+print(json.dumps({"loaded": loaded, "same": same}))
+"""
+
+
+def test_a_dag_file_of_sensors_loads_no_http_client_nor_quality_code_at_parse_time() -> None:
+    done = subprocess.run([sys.executable, "-c", PARSE_TIME_PROBE], capture_output=True, text=True, check=True)
+    probe = json.loads(done.stdout.splitlines()[-1])
+    sensor_only = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PARSE_TIME_PROBE.replace("import airflow_provider_dataqc.operators.dataqc as operators", ""),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(json.loads(sensor_only.stdout.splitlines()[-1])["loaded"])
+    # The resource-status sensor alone: the wait engine, not the hook, the call plan or HTTP.
+    for module in ("airflow_provider_dataqc.hooks.dataqc", "airflow_provider_dataqc.core.calls", "requests", "aiohttp"):
+        assert module not in loaded, f"{module} loaded by importing the sensor module"
+    # Neither module loads the quality-job code until its classes are asked for, and then
+    # both names are the quality modules' own classes.
+    for module in ("airflow_provider_dataqc.core.jobs", "airflow_provider_dataqc.sensors.quality"):
+        assert module not in probe["loaded"], f"{module} loaded by importing the round-trip modules"
+    assert probe["same"] == [True, True]

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_dataqc import DEFAULT_CONN_ID
 from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.answers import (
     DownloadResult,
@@ -75,7 +76,7 @@ class DataQCHook(BaseHook):
     """
 
     conn_name_attr = "dataqc_conn_id"
-    default_conn_name = "dataqc_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "dataqc"
     hook_name = "Huawei Cloud DataArts Quality"
 

@@ -37,6 +37,8 @@ from airflow_provider_dataqc.hooks.wait import conclude, poll, wait_here
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_dataqc.operators.quality import DataQCRunQualityJobOperator  # noqa: F401  (typed re-export)
+
 #: How long an operator waits for its task by default (``wait_timeout``): a week.
 DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
 #: XCom key under which earlier releases kept an operator's result while it was deferred
@@ -427,4 +429,11 @@ def _object_path(url: str, conn_id: str | None) -> Any:
         ) from None
 
 
-from airflow_provider_dataqc.operators.quality import DataQCRunQualityJobOperator  # noqa: E402,F401  (re-exported)
+def __getattr__(name: str) -> Any:
+    # DataQCRunQualityJobOperator is importable from here too; loaded on first use, so that a
+    # DAG file with round-trip operators only never loads the quality-job code.
+    if name == "DataQCRunQualityJobOperator":
+        from airflow_provider_dataqc.operators.quality import DataQCRunQualityJobOperator
+
+        return DataQCRunQualityJobOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

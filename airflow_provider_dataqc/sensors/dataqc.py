@@ -21,12 +21,16 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from airflow_provider_dataqc import DEFAULT_CONN_ID
 from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait, first_poll_delay
-from airflow_provider_dataqc.hooks.dataqc import DataQCHook
-from airflow_provider_dataqc.hooks.wait import conclude, poll
 
+# The hook and the call machinery are imported when the task runs, not here: a DAG file that
+# only builds sensors is parsed often, and loads neither an HTTP client nor the call plan.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_dataqc.hooks.dataqc import DataQCHook
+    from airflow_provider_dataqc.sensors.quality import DataQCJobInstanceSensor  # noqa: F401  (typed re-export)
 
 
 class DataQCResourceStatusSensor(BaseSensorOperator):
@@ -62,7 +66,7 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
         self,
         *,
         resource_id: str,
-        dataqc_conn_id: str = DataQCHook.default_conn_name,
+        dataqc_conn_id: str = DEFAULT_CONN_ID,
         workspace: str | None = None,
         wait_for_file: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -79,6 +83,8 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> DataQCHook:
+        from airflow_provider_dataqc.hooks.dataqc import DataQCHook
+
         return DataQCHook(self.dataqc_conn_id, workspace=self.workspace)
 
     @property
@@ -91,6 +97,8 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
         return Wait(self.rules, max_consecutive_errors=self.max_consecutive_errors)
 
     def _poll(self) -> dict[str, Any] | None:
+        from airflow_provider_dataqc.hooks.wait import conclude, poll
+
         def fetch() -> Any:
             return self.hook.get_resource_status(self.resource_id, workspace=self.workspace)
 
@@ -130,6 +138,8 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
         """Resume after the trigger: the record on success, else the matching failure."""
+        from airflow_provider_dataqc.hooks.wait import conclude
+
         return conclude(event, self.rules, self.log).record or {}
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
@@ -158,4 +168,11 @@ def end_like_a_poke(sensor: Any, err: Exception) -> None:
         raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
 
 
-from airflow_provider_dataqc.sensors.quality import DataQCJobInstanceSensor  # noqa: E402,F401  (re-exported)
+def __getattr__(name: str) -> Any:
+    # DataQCJobInstanceSensor is importable from here too; loaded on first use, so that a DAG
+    # file with resource-status sensors only never loads the quality-job code.
+    if name == "DataQCJobInstanceSensor":
+        from airflow_provider_dataqc.sensors.quality import DataQCJobInstanceSensor
+
+        return DataQCJobInstanceSensor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
