@@ -24,6 +24,10 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS_FOLDER)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_DATAQC_DEFAULT", None)
+# dag.test() runs tasks and triggers in this process, with no task supervisor to notice a
+# deferral late, so no scheduler race to keep a first trigger poll away from; with the
+# default (5 s) every deferral here would wait 6 s (tests of that delay set it themselves).
+os.environ["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] = "0"
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = REPO / "example_dags"

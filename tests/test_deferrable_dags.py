@@ -170,6 +170,48 @@ def test_execute_defers_to_the_trigger_with_the_sensor_timeout(emulator: Emulato
     assert emulator.count("status", resource_id=rid) == 1  # one poke before deferring
 
 
+@pytest.mark.parametrize(("heartbeat", "low", "high"), [("5", 6.0, 6.0), ("10", 12.0, 12.0), ("0", 0.5, 1.0)])
+def test_the_first_trigger_poll_keeps_clear_of_the_supervisor_heartbeat(
+    emulator: Emulator, use_connection: Any, monkeypatch: pytest.MonkeyPatch, heartbeat: str, low: float, high: float
+) -> None:
+    """A sensor polling every second defers with its trigger's first poll at least 1.2x
+    ``[workers] min_heartbeat_interval`` away (Airflow 3's scheduler race); with no such
+    window, half to all of the interval."""
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    monkeypatch.setenv("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", heartbeat)
+    use_connection(emulator)
+    delays = []
+    for _ in range(5):
+        with pytest.raises(TaskDeferred) as deferred:
+            make_sensor(unique("success-3"), poke_interval=1, timeout=100).execute({})
+        delays.append(deferred.value.trigger.first_poll_after)
+    assert all(low <= d <= high for d in delays), delays
+
+
+def test_the_operators_first_trigger_poll_keeps_clear_of_the_supervisor_heartbeat(
+    emulator: Emulator, use_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_dataqc.operators.dataqc import DataQCExportOperator
+
+    monkeypatch.setenv("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "5")
+    use_connection(emulator)
+    operator = DataQCExportOperator(
+        task_id="export",
+        resource_type="quality-task",
+        resource_ids=[1],
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=1,
+        wait_timeout=100,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({})
+    assert deferred.value.trigger.first_poll_after == 6.0
+
+
 @pytest.mark.parametrize(
     "event",
     [

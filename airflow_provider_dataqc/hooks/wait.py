@@ -13,20 +13,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, conf
 
 from airflow_provider_dataqc.core.wait import (
     EVENT_ERROR,
     EVENT_FAILED,
     EVENT_SUCCESS,
+    RACE_MARGIN,
     Event,
     Finish,
     Keep,
     PollError,
     Wait,
+    first_poll_delay,
     read_event,
 )
 from airflow_provider_dataqc.exceptions import DataQCApiError
+
+
+def first_trigger_poll(poll_interval: float) -> float:
+    """Seconds a trigger waits before its first poll after this task defers: half to all of
+    ``poll_interval``, and at least :data:`~airflow_provider_dataqc.core.wait.RACE_MARGIN` times
+    ``[workers] min_heartbeat_interval`` (a setting of Airflow 3's task supervisor; 0 where it
+    does not exist)."""
+    try:
+        heartbeat = conf.getfloat("workers", "min_heartbeat_interval", fallback=0.0)
+    except ValueError:  # not a number: Airflow's own supervisor refuses it too
+        heartbeat = 0.0
+    return first_poll_delay(poll_interval, not_before=RACE_MARGIN * max(heartbeat, 0.0))
 
 
 def poll(wait: Wait, fetch: Callable[[], Any], log: Any) -> Finish | None:

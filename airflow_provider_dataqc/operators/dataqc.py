@@ -29,10 +29,10 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow_provider_dataqc.core import api
 from airflow_provider_dataqc.core.errors import printable
 from airflow_provider_dataqc.core.settings import InvalidSettingError
-from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait, first_poll_delay
+from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait
 from airflow_provider_dataqc.exceptions import DataQCApiError, DataQCInvalidArgumentError
 from airflow_provider_dataqc.hooks.dataqc import DataQCHook
-from airflow_provider_dataqc.hooks.wait import conclude, poll, wait_here
+from airflow_provider_dataqc.hooks.wait import conclude, first_trigger_poll, poll, wait_here
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -109,7 +109,7 @@ class _WaitingOperator(BaseOperator):
                         max_consecutive_errors=self.max_consecutive_errors,
                         consecutive_errors=wait.errors,
                         result=result,
-                        first_poll_after=first_poll_delay(self.poll_interval),
+                        first_poll_after=first_trigger_poll(self.poll_interval),
                     ),
                     method_name="execute_complete",
                     timeout=timedelta(seconds=self.wait_timeout) + DEFERRAL_TIMEOUT_GRACE,

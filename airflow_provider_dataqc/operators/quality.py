@@ -23,7 +23,7 @@ from airflow_provider_dataqc.core.jobs_run import DEFAULT_APPEAR_WITHIN, Instanc
 from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, EVENT_TIMEOUT, Wait
 from airflow_provider_dataqc.hooks import quality
 from airflow_provider_dataqc.hooks.dataqc import DataQCHook
-from airflow_provider_dataqc.hooks.wait import poll, wait_here
+from airflow_provider_dataqc.hooks.wait import first_trigger_poll, poll, wait_here
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -159,6 +159,7 @@ class DataQCRunQualityJobOperator(BaseOperator):
                 dataqc_conn_id=self.dataqc_conn_id,
                 workspace=self.workspace,
                 poll_interval=self.poll_interval,
+                first_poll_after=first_trigger_poll(self.poll_interval),
                 end_time=time.time() + self.timeout if self.timeout is not None else None,
                 max_consecutive_errors=self.max_consecutive_errors,
                 consecutive_errors=errors,

@@ -22,7 +22,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_dataqc import DEFAULT_CONN_ID
-from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait, first_poll_delay
+from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, ResourceStatusRules, Wait
 
 # The hook and the call machinery are imported when the task runs, not here: a DAG file that
 # only builds sensors is parsed often, and loads neither an HTTP client nor the call plan.
@@ -117,6 +117,7 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
 
     def _defer(self) -> None:
         # Imported here: DAG files that only build sensors never load aiohttp.
+        from airflow_provider_dataqc.hooks.wait import first_trigger_poll
         from airflow_provider_dataqc.triggers.dataqc import DataQCResourceStatusTrigger
 
         self.defer(
@@ -130,7 +131,7 @@ class DataQCResourceStatusSensor(BaseSensorOperator):
                 max_consecutive_errors=self.max_consecutive_errors,
                 # A failed first poke counts: the budget is for failures in a row.
                 consecutive_errors=self._wait.errors,
-                first_poll_after=first_poll_delay(self.poke_interval),
+                first_poll_after=first_trigger_poll(self.poke_interval),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_TIMEOUT_GRACE if self.timeout else None,

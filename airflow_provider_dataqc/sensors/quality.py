@@ -24,7 +24,7 @@ from airflow_provider_dataqc.core.wait import DEFERRAL_TIMEOUT_GRACE, Wait
 from airflow_provider_dataqc.exceptions import DataQCInvalidArgumentError
 from airflow_provider_dataqc.hooks import quality
 from airflow_provider_dataqc.hooks.dataqc import DataQCHook
-from airflow_provider_dataqc.hooks.wait import poll
+from airflow_provider_dataqc.hooks.wait import first_trigger_poll, poll
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -148,6 +148,7 @@ class DataQCJobInstanceSensor(BaseSensorOperator):
                 dataqc_conn_id=self.dataqc_conn_id,
                 workspace=self.workspace,
                 poll_interval=self.poke_interval,
+                first_poll_after=first_trigger_poll(self.poke_interval),
                 end_time=time.time() + self.timeout if self.timeout else None,
                 max_consecutive_errors=self.max_consecutive_errors,
                 consecutive_errors=self._wait.errors,

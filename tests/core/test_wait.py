@@ -175,3 +175,11 @@ def test_the_first_trigger_poll_comes_within_the_interval_never_at_once() -> Non
     delays = [first_poll_delay(10) for _ in range(200)]
     assert all(5 <= d <= 10 for d in delays) and len({round(d, 3) for d in delays}) > 100  # spread
     assert first_poll_delay(0) == 0
+
+
+def test_the_first_trigger_poll_never_comes_before_the_floor() -> None:
+    from airflow_provider_dataqc.core.wait import first_poll_delay
+
+    assert all(first_poll_delay(1, not_before=6) == 6 for _ in range(50))  # short interval: the floor
+    assert all(10 <= first_poll_delay(20, not_before=6) <= 20 for _ in range(50))  # long interval: its own spread
+    assert first_poll_delay(1, not_before=-3) <= 1  # a negative floor is none
