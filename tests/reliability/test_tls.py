@@ -202,6 +202,15 @@ class _TlsThenGarbage:
                 self.requests += 1
                 raw = socket.socket(fileno=os.dup(conn.fileno()))
                 raw.sendall(b"HTTP/1.1 200 OK\r\n\r\n not a TLS record " * 20)
+                # Closing with the request body still unread would send a reset, which the
+                # client could see before the garbage: end our side, then drain until it hangs up.
+                raw.shutdown(socket.SHUT_WR)
+                raw.settimeout(5)
+                try:
+                    while raw.recv(65536):
+                        pass
+                except OSError:
+                    pass
                 raw.close()
                 conn.close()
             except (OSError, ssl.SSLError):
