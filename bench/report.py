@@ -351,6 +351,11 @@ def _download(download: Any) -> list[str]:
     return ["## 4. Large download", "", _method("large-download"), "", *table(header, rows), ""]
 
 
+def _ratios(run: dict[str, Any], key: str) -> str:
+    got = run.get(key) or {}
+    return f"{fmt(got.get('median'), 2)}x / {fmt(got.get('p90'), 2)}x"
+
+
 def _flow(flow: Any) -> list[str]:
     if not isinstance(flow, list):
         return []
@@ -364,13 +369,16 @@ def _flow(flow: Any) -> list[str]:
             f"{r['throttled']:,} ({fmt(r['throttled_share'] * 100, 2)} %)",
             f"{fmt(r['delay_s']['median'], 1)} / {fmt(r['delay_s']['p90'], 1)}",
             f"{fmt(r['ideal_s'].get('median'), 1)} / {fmt(r['ideal_s'].get('p90'), 1)}",
-            f"{fmt(r['delay_over_ideal'].get('median'), 2)}x / {fmt(r['delay_over_ideal'].get('p90'), 2)}x",
+            _ratios(r, "delay_over_ideal"),
+            _ratios(r, "delay_over_round_robin"),
+            _ratios(r, "delay_over_bound"),
             f"{fmt(r['duration_s'], 0)} ({fmt(r['last_end_s'], 0)})",
         ]
         for r in runs
     ]
     header = ["waits", "limiter", "wrong ends", "requests", "429s (share)", "delay s: median / p90"]
-    header += ["ideal s: median / p90", "over the ideal", "run s (last task end)"]
+    header += ["ideal s: median / p90", "over the ideal", "over round robin", "over the bound"]
+    header += ["run s (last task end)"]
     ratios = []
     for n in sorted({r["n"] for r in runs}):
         on = next((r for r in runs if r["n"] == n and r["limiter"]), None)
