@@ -28,7 +28,7 @@ Figures:
 * ``round_robin_s``: the best a client can do that cannot know which tasks have ended: the same
   end times, every call at the full quota, first come first served, each wait polling again
   ``interval`` after its last poll, no latency (:func:`round_robin`, computed, not run).
-* ``bound_s``: a lower bound no real client reaches: when a task ends, ``m`` waits are still
+* ``bound_s``: a per-task reference, tighter than the ideal: when a task ends, ``m`` waits are still
   polling; were each polled every ``I = max(interval, m / rate)`` seconds, its delay would be
   uniform on ``[0, I]``; the quantiles of the mixture of those uniforms over all tasks. No client
   reaches it for sure: the poll round a task ends in began when more waits were polling.
@@ -61,6 +61,11 @@ def mixture_quantile(widths: list[float], q: float) -> float:
         share = sum(min(mid / w, 1.0) for w in widths) / len(widths)
         lo, hi = (mid, hi) if share < q else (lo, mid)
     return (lo + hi) / 2
+
+
+def spread(delays: list[float]) -> dict[str, float]:
+    """The median and p90 of ``delays``, the two figures every reference is compared on."""
+    return {"median": median(delays), "p90": percentile(delays, 90)}
 
 
 def round_robin(ends: list[float], rate: float, interval: float) -> list[float]:
@@ -154,11 +159,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         delays.append((noticed_at[i] - ended_at[i]) * scale)
         still = sum(1 for j in range(args.n) if noticed_at.get(j, float("inf")) > ended_at[i])
         widths.append(max(interval, still / rate) * scale)
-    delay = {"median": median(delays), "p90": percentile(delays, 90), "max": max(delays, default=float("nan"))}
+    delay = {**spread(delays), "max": max(delays, default=float("nan"))}
     every = max(interval, args.n / rate) * scale
     ideal = {"median": every / 2, "p90": 0.9 * every}
-    rr = [(t - e) * scale for t, e in zip(round_robin(ends, rate, interval), ends, strict=True)]
-    robin = {"median": median(rr), "p90": percentile(rr, 90)}
+    robin = spread([(t - e) * scale for t, e in zip(round_robin(ends, rate, interval), ends, strict=True)])
     bound = {"median": mixture_quantile(widths, 0.5), "p90": mixture_quantile(widths, 0.9)} if widths else {}
 
     def over(reference: dict[str, float]) -> dict[str, float]:

@@ -351,9 +351,9 @@ def _download(download: Any) -> list[str]:
     return ["## 4. Large download", "", _method("large-download"), "", *table(header, rows), ""]
 
 
-def _ratios(run: dict[str, Any], key: str) -> str:
+def _median_p90(run: dict[str, Any], key: str, digits: int, unit: str = "") -> str:
     got = run.get(key) or {}
-    return f"{fmt(got.get('median'), 2)}x / {fmt(got.get('p90'), 2)}x"
+    return f"{fmt(got.get('median'), digits)}{unit} / {fmt(got.get('p90'), digits)}{unit}"
 
 
 def _flow(flow: Any) -> list[str]:
@@ -367,11 +367,11 @@ def _flow(flow: Any) -> list[str]:
             f"{r['wrong_ends']:,}" + ("" if r["wrong_ends"] == 0 else f" {r['events']}"),
             f"{r['requests']:,}",
             f"{r['throttled']:,} ({fmt(r['throttled_share'] * 100, 2)} %)",
-            f"{fmt(r['delay_s']['median'], 1)} / {fmt(r['delay_s']['p90'], 1)}",
-            f"{fmt(r['ideal_s'].get('median'), 1)} / {fmt(r['ideal_s'].get('p90'), 1)}",
-            _ratios(r, "delay_over_ideal"),
-            _ratios(r, "delay_over_round_robin"),
-            _ratios(r, "delay_over_bound"),
+            _median_p90(r, "delay_s", 1),
+            _median_p90(r, "ideal_s", 1),
+            _median_p90(r, "delay_over_ideal", 2, "x"),
+            _median_p90(r, "delay_over_round_robin", 2, "x"),
+            _median_p90(r, "delay_over_bound", 2, "x"),
             f"{fmt(r['duration_s'], 0)} ({fmt(r['last_end_s'], 0)})",
         ]
         for r in runs
